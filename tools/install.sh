@@ -80,10 +80,14 @@ PY
 fi
 
 if [ -n "${offline}" ]; then
+  "${python}" -c "import torch" 2>/dev/null || { echo "install.sh --offline: ${python} has no torch" >&2; exit 1; }
   if [ ! -x "${venv}/bin/python" ]; then
-    "${python}" -m venv --system-site-packages "${venv}"
+    "${python}" -m venv "${venv}"
   fi
-  "${python}" -c "import torch" 2>/dev/null || { echo "install.sh --offline: the node's python has no torch" >&2; exit 1; }
+  # The node's torch may itself live in a venv, which --system-site-packages would not see:
+  # a .pth file adds the node interpreter's site dirs (and their own .pth hooks) after ours.
+  "${python}" -c 'import site; print("\n".join(f"import site; site.addsitedir({d!r})" for d in site.getsitepackages()))' \
+    > "$("${venv}/bin/python" -c 'import site; print(site.getsitepackages()[0])')/node_site.pth"
   "${venv}/bin/pip" install -q --no-index --no-deps --no-compile "${offline}"/*.whl
   # The package itself: a .pth path entry is the editable install that needs no build tools.
   echo "${root}" > "$("${venv}/bin/python" -c 'import site; print(site.getsitepackages()[0])')/espnet_avsr.pth"
@@ -95,7 +99,7 @@ if [ -n "${offline}" ]; then
     cat > "${root}/tools/debroot/wrap/espeak-ng" <<'SH'
 #!/bin/sh
 d="$(cd "$(dirname "$0")/.." && pwd)"
-LD_LIBRARY_PATH="$d/usr/lib/x86_64-linux-gnu:$d/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+LD_LIBRARY_PATH="$d/usr/lib/x86_64-linux-gnu:$d/usr/lib/x86_64-linux-gnu/pulseaudio:$d/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
 ESPEAK_DATA_PATH="$d/usr/lib/x86_64-linux-gnu" exec "$d/usr/bin/espeak-ng" "$@"
 SH
     chmod +x "${root}/tools/debroot/wrap/espeak-ng"
