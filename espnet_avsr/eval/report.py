@@ -1,0 +1,600 @@
+"""Tables (paper layout) and plots from a tree of score directories.
+
+Everything is rebuilt from files, so one command regenerates the whole report:
+
+* ``result.json``       (score_cer)       CER of one decode; ``meta`` says which
+* ``relative_cer.json`` (relative_cer)    AVSR hyps scored against ASR hyps
+* ``rep_similarity.json`` (rep_similarity) cosine matrices and CKA
+
+Meta keys read here (all optional except ``model``, which falls back to the experiment
+directory name): ``model``, ``test_set``, ``missing_rate``, ``missing_pattern``, ``fill``,
+``snr`` (number or ``clean``), ``noise``, ``modality`` (``audio`` marks an audio-only model;
+a model named ``A<digits>`` is audio-only too), ``train`` (free text for the training column)
+or ``train_dropout``, ``train_dropout_prob``, ``init``, ``kd``, ``adapter``.
+
+Tables: (i) per test set and missing pattern, the paper's Table 1 layout: model name first,
+training settings second, the missing-rate columns 0 / .25 / .5 / .75 / 1.0 last (audio-only
+rows repeat their single value when they were decoded once); (ii) the noise table (models x
+clean test sets and SNRs); (iii) the dropout study when models with ``train_dropout`` exist.
+Missing cells are ``-``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from espnet_avsr.eval.io import EvalInputError, find_files, load_json
+
+PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
+
+STANDARD_RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
+DROPOUT_RATES = (0.1, 0.3, 0.5, 0.7)
+MISSING = "-"
+_CLEAN = {"clean", "none", "inf"}
+_SNR_IN_NAME = re.compile(r"snr(-|m)?(\d+(?:\.\d+)?)(?:db)?$", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Record:
+    """One score file: its value (percent) and normalised metadata."""
+
+    path: Path
+    value: float  # CER or relative CER in percent
+    meta: Dict[str, object]
+    raw: Dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return str(self.meta["model"])
+
+    @property
+    def test_set(self) -> str:
+        return str(self.meta.get("test_set") or "test")
+
+    @property
+    def rate(self) -> Optional[float]:
+        r = self.meta.get("missing_rate")
+        return None if r is None else float(r)
+
+    @property
+    def pattern(self) -> str:
+        return str(self.meta.get("missing_pattern") or "random")
+
+    @property
+    def fill(self) -> str:
+        return str(self.meta.get("fill") or self.meta.get("missing_fill") or "zeros")
+
+    @property
+    def snr(self) -> Optional[float]:
+        s = self.meta.get("snr")
+        if s is None:  # fall back on names such as eval_far_babble_snr-2.5 / _snrm5
+            m = _SNR_IN_NAME.search(self.test_set)
+            if m:
+                return float(m.group(2)) * (-1 if m.group(1) else 1)
+            return None
+        if isinstance(s, str) and s.lower() in _CLEAN:
+            return None
+        try:
+            return float(s)
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def noise(self) -> str:
+        return str(self.meta.get("noise") or "babble")
+
+    @property
+    def train_dropout(self) -> Optional[float]:
+        v = self.meta.get("train_dropout")
+        try:
+            return None if v is None else float(v)
+        except (TypeError, ValueError):
+            return None
+
+
+def _model_from_path(path: Path, exp: Path) -> str:
+    rel = path.relative_to(exp).parts
+    return rel[0] if len(rel) > 1 else "model"
+
+
+def load_records(exp: PathLike, name: str, value_key: str) -> Tuple[List[Record], List[str]]:
+    """All ``name`` files under ``exp``; unreadable ones are skipped and listed."""
+    exp = Path(exp)
+    records, problems = [], []
+    for path in find_files(exp, name):
+        try:
+            data = load_json(path)
+            value = data[value_key]
+            if value is None:
+                raise KeyError(value_key)
+            meta = dict(data.get("meta") or {})
+            meta.setdefault("model", _model_from_path(path, exp))
+            records.append(Record(path, 100.0 * float(value), meta, data))
+        except (EvalInputError, KeyError, TypeError, ValueError) as e:
+            msg = f"{path}: skipped ({e.__class__.__name__}: {e})"
+            log.warning(msg)
+            problems.append(msg)
+    return records, problems
+
+
+def load_similarities(exp: PathLike) -> Tuple[List[Tuple[Path, Dict]], List[str]]:
+    out, problems = [], []
+    for path in find_files(exp, "rep_similarity.json"):
+        try:
+            out.append((path, load_json(path)))
+        except EvalInputError as e:
+            log.warning("%s", e)
+            problems.append(str(e))
+    return out, problems
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def is_audio_only(model: str, meta: Optional[Dict] = None) -> bool:
+    modality = str((meta or {}).get("modality", "")).lower()
+    if modality in ("audio", "a", "audio_only", "audio-only"):
+        return True
+    if modality in ("av", "audio_visual", "audio-visual", "avsr"):
+        return False
+    return re.fullmatch(r"A\d+\w*", model) is not None and not model.startswith("AV")
+
+
+def _natural(s: str) -> List:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def model_sort_key(model: str, audio_only: bool) -> Tuple:
+    """Audio-only models (A0 ...) first, then AV0, AV1 ... AV6, then the rest; natural order."""
+    if audio_only:
+        group = 0
+    elif re.fullmatch(r"AV\d+", model):
+        group = 1
+    else:
+        group = 2
+    return (group, _natural(model))
+
+
+def fmt(v: Optional[float]) -> str:
+    return MISSING if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def fmt_rate(r: float) -> str:
+    """0 / 0.25 / 0.5 / 0.75 / 1.0, as the paper's column heads."""
+    if r == 0:
+        return "0"
+    return f"{r:.1f}" if float(r).is_integer() else f"{r:g}"
+
+
+def training_description(meta: Dict, audio_only: bool) -> str:
+    for key in ("train", "training", "train_desc"):
+        if meta.get(key):
+            return str(meta[key])
+    parts = []
+    if audio_only:
+        parts.append("audio only")
+    if meta.get("train_dropout") is not None:
+        d = meta["train_dropout"]
+        parts.append("no dropout" if d in (0, 0.0) else f"dropout {d}")
+    if meta.get("train_dropout_prob") is not None:
+        parts.append(f"prob {meta['train_dropout_prob']}")
+    if meta.get("init"):
+        parts.append(f"init {meta['init']}")
+    kd = meta.get("kd")
+    if kd and kd is not False:
+        parts.append("+ MDA-KD" if kd is True else f"+ MDA-KD ({kd})")
+    adapter = meta.get("adapter")
+    if adapter and adapter is not False:
+        parts.append("+ MS-Adapter")
+    return ", ".join(parts) if parts else MISSING
+
+
+@dataclass
+class Table:
+    title: str
+    header: List[str]
+    rows: List[List[str]]
+    note: str = ""
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", ""]
+        if self.note:
+            lines += [self.note, ""]
+        lines.append("| " + " | ".join(self.header) + " |")
+        lines.append("|" + "|".join("---" for _ in self.header) + "|")
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def _dedupe(records: Sequence[Record], key_fn, duplicates: List[str]) -> "OrderedDict":
+    """key -> record; on duplicates keep the last in path order and note it."""
+    out: "OrderedDict" = OrderedDict()
+    for r in sorted(records, key=lambda r: str(r.path)):
+        k = key_fn(r)
+        if k in out:
+            duplicates.append(f"{r.path} replaces {out[k].path} (same {k})")
+        out[k] = r
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class Report:
+    tables: Dict[str, Table] = field(default_factory=OrderedDict)
+    plots: Dict[str, Path] = field(default_factory=OrderedDict)
+    notes: List[str] = field(default_factory=list)
+    markdown: str = ""
+
+
+class ReportBuilder:
+    """Collects the records of an experiment tree and renders tables and plots."""
+
+    def __init__(self, exp: PathLike, plots_dir: Optional[PathLike] = None):
+        self.exp = Path(exp)
+        if not self.exp.is_dir():
+            raise EvalInputError(f"{self.exp}: experiment directory not found")
+        self.plots_dir = Path(plots_dir) if plots_dir else None
+        self.report = Report()
+        cer, p1 = load_records(self.exp, "result.json", "cer")
+        rel, p2 = load_records(self.exp, "relative_cer.json", "relative_cer")
+        self.sims, p3 = load_similarities(self.exp)
+        self.report.notes += p1 + p2 + p3
+        dups: List[str] = []
+        self.cer = _dedupe(cer, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr, r.noise), dups)
+        self.rel = _dedupe(rel, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr), dups)
+        self.report.notes += [f"duplicate: {d}" for d in dups]
+        self.model_meta: Dict[str, Dict] = {}
+        for r in list(self.cer.values()) + list(self.rel.values()):
+            merged = self.model_meta.setdefault(r.model, {})
+            for k, v in r.meta.items():
+                merged.setdefault(k, v)
+
+    # -- model facts
+    def audio_only(self, model: str) -> bool:
+        return is_audio_only(model, self.model_meta.get(model))
+
+    def sorted_models(self, models) -> List[str]:
+        return sorted(set(models), key=lambda m: model_sort_key(m, self.audio_only(m)))
+
+    # -- (i) missing-video tables
+    def missing_groups(self) -> List[Tuple[str, str, str]]:
+        groups = set()
+        test_sets = set()
+        for r in self.cer.values():
+            if r.snr is not None:
+                continue
+            test_sets.add(r.test_set)
+            if r.rate is not None and r.rate > 0 and not self.audio_only(r.model):
+                groups.add((r.test_set, r.pattern, r.fill))
+        for ts in test_sets:  # a test set decoded only without missing video still gets a table
+            if not any(g[0] == ts for g in groups):
+                groups.add((ts, "random", "zeros"))
+        return sorted(groups, key=lambda g: (_test_set_order(g[0]), g[1], g[2]))
+
+    def missing_values(self, test_set: str, pattern: str, fill: str) -> Tuple[List[float], "OrderedDict[str, Dict[float, float]]"]:
+        """model -> {rate: CER%} for clean audio; rate 0 / undecoded rates of audio-only rows filled."""
+        per_model: Dict[str, Dict[Optional[float], float]] = {}
+        for r in self.cer.values():
+            if r.test_set != test_set or r.snr is not None:
+                continue
+            no_video_loss = r.rate is None or r.rate == 0
+            if not no_video_loss and (r.pattern, r.fill) != (pattern, fill) and not self.audio_only(r.model):
+                continue
+            per_model.setdefault(r.model, {})[r.rate] = r.value
+        rates = sorted(set(STANDARD_RATES) | {k for v in per_model.values() for k in v if k is not None})
+        table: "OrderedDict[str, Dict[float, float]]" = OrderedDict()
+        for model in self.sorted_models(per_model):
+            vals = per_model[model]
+            row: Dict[float, float] = {}
+            for rate in rates:
+                if rate in vals:
+                    row[rate] = vals[rate]
+                elif rate == 0.0 and None in vals:
+                    row[rate] = vals[None]
+            if self.audio_only(model):
+                # video-independent: one decode stands for every column (as in the paper)
+                single = vals.get(None, vals.get(0.0))
+                if single is None and len(set(vals.values())) == 1:
+                    single = next(iter(vals.values()))
+                if single is not None:
+                    for rate in rates:
+                        row.setdefault(rate, single)
+            table[model] = row
+        return rates, table
+
+    def missing_table(self, test_set: str, pattern: str, fill: str) -> Table:
+        rates, values = self.missing_values(test_set, pattern, fill)
+        header = ["model", "training"] + [fmt_rate(r) for r in rates]
+        rows = []
+        for model, row in values.items():
+            rows.append([model, training_description(self.model_meta.get(model, {}), self.audio_only(model))] + [fmt(row.get(r)) for r in rates])
+        return Table(
+            title=f"CER (%) vs fraction of missing video frames: {test_set}, pattern {pattern}, fill {fill}",
+            header=header,
+            rows=rows,
+            note="Columns: fraction of test video frames dropped. Audio-only rows do not depend on video.",
+        )
+
+    # -- (ii) noise table
+    def noise_columns(self) -> List[Tuple[str, Tuple]]:
+        clean_sets, noisy = set(), set()
+        for r in self.cer.values():
+            if r.rate not in (None, 0.0):
+                continue
+            if r.snr is None:
+                clean_sets.add(r.test_set)
+            else:
+                noisy.add((r.noise, r.snr))
+        cols = [(ts, ("clean", ts)) for ts in sorted(clean_sets, key=_test_set_order)]
+        cols += [(f"{n} {s:g} dB", ("noisy", n, s)) for n, s in sorted(noisy, key=lambda x: (x[0], -x[1]))]
+        return cols
+
+    def noise_table(self) -> Optional[Table]:
+        cols = self.noise_columns()
+        if not any(c[1][0] == "noisy" for c in cols) and sum(1 for c in cols if c[1][0] == "clean") < 2:
+            return None
+        cells: Dict[str, Dict[Tuple, float]] = {}
+        for r in self.cer.values():
+            if r.rate not in (None, 0.0):
+                continue
+            key = ("clean", r.test_set) if r.snr is None else ("noisy", r.noise, r.snr)
+            cells.setdefault(r.model, {})[key] = r.value
+        rows = [[m] + [fmt(cells[m].get(k)) for _, k in cols] for m in self.sorted_models(cells)]
+        return Table(
+            title="CER (%) on clean test sets and with zero-shot noise (complete video)",
+            header=["model"] + [c for c, _ in cols],
+            rows=rows,
+        )
+
+    # -- (iii) dropout study
+    def dropout_models(self) -> List[str]:
+        models = [m for m, meta in self.model_meta.items() if _as_float(meta.get("train_dropout")) not in (None, 0.0)]
+        if any(meta.get("study") for meta in self.model_meta.values()):
+            models = [m for m in models if self.model_meta[m].get("study") == "dropout"]
+        return sorted(models, key=lambda m: (_as_float(self.model_meta[m].get("train_dropout")), _natural(m)))
+
+    def dropout_label(self, model: str, models: Sequence[str]) -> str:
+        d = _as_float(self.model_meta[model].get("train_dropout"))
+        same = [m for m in models if _as_float(self.model_meta[m].get("train_dropout")) == d]
+        return f"{d:g}" if len(same) == 1 else f"{d:g} ({model})"
+
+    def baselines(self) -> Tuple[Optional[str], Optional[str]]:
+        """(audio-only baseline, no-dropout AV baseline): A0/AV0 by name, else by meta."""
+        models = list(self.model_meta)
+        a = "A0" if "A0" in models else next((m for m in self.sorted_models(models) if self.audio_only(m)), None)
+        av = "AV0" if "AV0" in models else next(
+            (m for m in self.sorted_models(models) if not self.audio_only(m) and _as_float(self.model_meta[m].get("train_dropout")) == 0.0),
+            None,
+        )
+        return a, av
+
+    def relative_table(self) -> Optional[Table]:
+        recs = list(self.rel.values())
+        if not recs:
+            return None
+        rates = sorted({r.rate or 0.0 for r in recs})
+        cells: Dict[str, Dict[float, float]] = {}
+        for r in recs:
+            cells.setdefault(r.model, {})[r.rate or 0.0] = r.value
+        ordered = sorted(cells, key=lambda m: (_as_float(self.model_meta.get(m, {}).get("train_dropout")) or 0.0, _natural(m)))
+        rows = [
+            [m, fmt_rate(_as_float(self.model_meta.get(m, {}).get("train_dropout")) or 0.0)] + [fmt(cells[m].get(rt)) for rt in rates]
+            for m in ordered
+        ]
+        return Table(
+            title="Relative CER (%): AVSR hypotheses scored against the audio-only model's hypotheses",
+            header=["model", "train dropout"] + [f"test missing {fmt_rate(r)}" for r in rates],
+            rows=rows,
+            note="Lower = closer to the audio-only recogniser (the paper's modality-bias evidence).",
+        )
+
+    def similarity_table(self) -> Optional[Table]:
+        if not self.sims:
+            return None
+        rows = []
+        for path, data in sorted(self.sims, key=lambda x: (_as_float((x[1].get("meta") or {}).get("train_dropout")) or 0.0, str(x[0]))):
+            meta = data.get("meta") or {}
+            for p in data.get("pairs", []):
+                rows.append([
+                    str(meta.get("model", _model_from_path(path, self.exp))),
+                    fmt_rate(_as_float(meta.get("train_dropout"))) if _as_float(meta.get("train_dropout")) is not None else MISSING,
+                    fmt_rate(_as_float(meta.get("missing_rate")) or 0.0),
+                    f"{p.get('asr_layer')} / {p.get('avsr_layer')}",
+                    f"{p['cka']:.3f}" if p.get("cka") is not None else MISSING,
+                    f"{p['diag_contrast']:.3f}" if p.get("diag_contrast") is not None else MISSING,
+                    str(data.get("num_samples", MISSING)),
+                ])
+        return Table(
+            title="ASR vs AVSR representation similarity (mean-pooled encoder outputs)",
+            header=["model", "train dropout", "test missing", "layers (ASR / AVSR)", "linear CKA", "diag - offdiag cos", "samples"],
+            rows=rows,
+        )
+
+    # -- plots
+    def _plot(self, name: str, fn, *args, **kw) -> None:
+        if self.plots_dir is None:
+            return
+        try:
+            self.report.plots[name] = fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001 - a broken figure must not lose the tables
+            msg = f"plot {name} failed: {e.__class__.__name__}: {e}"
+            log.warning(msg)
+            self.report.notes.append(msg)
+
+    def build(self) -> Report:
+        from espnet_avsr.eval import plots
+
+        rep = self.report
+        pd = self.plots_dir
+        for ts, pattern, fill in self.missing_groups():
+            t = self.missing_table(ts, pattern, fill)
+            rep.tables[f"missing/{ts}/{pattern}/{fill}"] = t
+            rates, values = self.missing_values(ts, pattern, fill)
+            series, hlines = OrderedDict(), OrderedDict()
+            for model, row in values.items():
+                if self.audio_only(model) and len({round(v, 6) for v in row.values()}) <= 1 and row:
+                    hlines[model] = next(iter(row.values()))
+                else:
+                    series[model] = (rates, [row.get(r) for r in rates])
+            if pd is not None and (series or hlines):
+                self._plot(f"cer_vs_missing_{ts}_{pattern}_{fill}", plots.line_plot, series, pd / f"cer_vs_missing_{_safe(ts)}_{pattern}_{fill}.png",
+                           xlabel="fraction of missing video frames (test)", ylabel="CER (%)", title=f"{ts} ({pattern}, {fill})",
+                           hlines=hlines, xticks=rates)
+        nt = self.noise_table()
+        if nt is not None:
+            rep.tables["noise"] = nt
+            snr_series = OrderedDict()
+            for m, cells in self._noise_cells().items():
+                pts = sorted(cells.items())
+                if pts:
+                    snr_series[m] = ([p[0] for p in pts], [p[1] for p in pts])
+            if pd is not None and snr_series:
+                self._plot("cer_vs_snr", plots.line_plot, snr_series, pd / "cer_vs_snr.png", xlabel="SNR (dB)", ylabel="CER (%)",
+                           title="zero-shot noise, complete video")
+        self._dropout_study(plots)
+        return rep
+
+    def _noise_cells(self) -> Dict[str, Dict[float, float]]:
+        out: Dict[str, Dict[float, float]] = {}
+        for r in self.cer.values():
+            if r.snr is not None and r.rate in (None, 0.0):
+                out.setdefault(r.model, {})[r.snr] = r.value
+        return {m: out[m] for m in self.sorted_models(out)}
+
+    def _dropout_study(self, plots) -> None:
+        rep, pd = self.report, self.plots_dir
+        models = self.dropout_models()
+        a0, av0 = self.baselines()
+        if models:
+            groups = [g for g in self.missing_groups() if any(
+                r.model in models and r.test_set == g[0] and (r.pattern, r.fill) == g[1:] for r in self.cer.values())]
+            for ts, pattern, fill in groups:
+                rates, values = self.missing_values(ts, pattern, fill)
+                header = ["train dropout", "model"] + [fmt_rate(r) for r in rates]
+                rows = []
+                series, hlines = OrderedDict(), OrderedDict()
+                if a0 in values and values[a0]:
+                    hlines[f"Baseline(A) {a0}"] = values[a0].get(0.0, next(iter(values[a0].values())))
+                    rows.append(["audio only", a0] + [fmt(values[a0].get(r)) for r in rates])
+                if av0 in values:
+                    series[f"Baseline(AV) {av0}"] = (rates, [values[av0].get(r) for r in rates])
+                    rows.append(["0", av0] + [fmt(values[av0].get(r)) for r in rates])
+                for m in models:
+                    if m in values:
+                        label = self.dropout_label(m, models)
+                        series[label] = (rates, [values[m].get(r) for r in rates])
+                        rows.append([label, m] + [fmt(values[m].get(r)) for r in rates])
+                rep.tables[f"dropout/{ts}/{pattern}/{fill}"] = Table(
+                    title=f"Dropout study, CER (%) vs test missing rate: {ts} ({pattern}, {fill})", header=header, rows=rows)
+                if pd is not None:
+                    self._plot(f"dropout_cer_vs_missing_{ts}_{pattern}_{fill}", plots.line_plot, series,
+                               pd / f"dropout_cer_vs_missing_{_safe(ts)}_{pattern}_{fill}.png",
+                               xlabel="fraction of missing video frames (test)", ylabel="CER (%)",
+                               title=f"training dropout rates, {ts}", hlines=hlines, xticks=rates)
+        rt = self.relative_table()
+        if rt is not None:
+            rep.tables["relative_cer"] = rt
+            bars: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
+            for r in sorted(self.rel.values(), key=lambda r: (-(r.rate or 0.0), r.train_dropout or 0.0, _natural(r.model))):
+                label = f"{r.train_dropout:g}" if r.train_dropout is not None else r.model
+                bars.setdefault(f"test missing {fmt_rate(r.rate or 0.0)}", OrderedDict())[label] = r.value
+            if pd is not None:
+                self._plot("relative_cer_vs_dropout", plots.grouped_bars, bars, pd / "relative_cer_vs_dropout.png",
+                           ylabel="relative CER (%)", xlabel="training dropout rate (bars)", title="AVSR vs ASR hypotheses")
+        st = self.similarity_table()
+        if st is not None:
+            rep.tables["similarity"] = st
+            mats = []
+            for path, data in sorted(self.sims, key=lambda x: (_as_float((x[1].get("meta") or {}).get("train_dropout")) or 0.0, str(x[0]))):
+                meta = data.get("meta") or {}
+                pair = next((p for p in data.get("pairs", []) if p.get("cosine_file")), None)
+                if pair is None or not (path.parent / pair["cosine_file"]).is_file():
+                    continue
+                m = np.load(path.parent / pair["cosine_file"])
+                k = min(16, m.shape[0])
+                d = _as_float(meta.get("train_dropout"))
+                label = f"{d:g}" if d is not None else str(meta.get("model", path.parent.name))
+                mats.append((label, m[:k, :k]))
+            if pd is not None and mats:
+                self._plot("similarity_vs_dropout", plots.heatmap_grid, mats, pd / "similarity_vs_dropout.png",
+                           title="cos(ASR, AVSR) per training dropout rate")
+
+
+def _as_float(v) -> Optional[float]:
+    try:
+        return None if v is None or isinstance(v, bool) else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def _test_set_order(ts: str) -> Tuple:
+    low = ts.lower()
+    rank = 0 if "near" in low else 1 if "middle" in low else 2 if "far" in low else 3
+    return (rank, _natural(ts))
+
+
+def render_markdown(rep: Report, exp: PathLike, out_md: Path) -> str:
+    lines = [
+        "# Results",
+        "",
+        f"Generated by `python -m espnet_avsr.bin.make_report` from `{exp}`. CER in %; `-` = not decoded yet.",
+        "",
+    ]
+    sections = [
+        ("## Missing video frames", "missing/"),
+        ("## Noise robustness", "noise"),
+        ("## Dropout study", "dropout/"),
+        ("## Modality bias: relative CER", "relative_cer"),
+        ("## Modality bias: representation similarity", "similarity"),
+    ]
+    for heading, prefix in sections:
+        keys = [k for k in rep.tables if k.startswith(prefix)]
+        if not keys:
+            continue
+        lines += [heading, ""]
+        for k in keys:
+            lines.append(rep.tables[k].markdown())
+    if rep.plots:
+        lines += ["## Figures", ""]
+        for name, path in rep.plots.items():
+            rel = os.path.relpath(path, out_md.parent)
+            lines.append(f"![{name}]({rel})")
+            lines.append("")
+    if rep.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in rep.notes] + [""]
+    if not rep.tables:
+        lines += ["No result.json found yet.", ""]
+    return "\n".join(lines)
+
+
+def make_report(exp: PathLike, out_md: PathLike, plots_dir: Optional[PathLike] = None) -> Report:
+    """Scan ``exp`` and write ``out_md`` (+ PNGs under ``plots_dir``); returns the report."""
+    builder = ReportBuilder(exp, plots_dir)
+    rep = builder.build()
+    out_md = Path(out_md)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    rep.markdown = render_markdown(rep, exp, out_md)
+    from espnet_avsr.dataprep.fileio import atomic_write_text
+
+    atomic_write_text(out_md, rep.markdown)
+    log.info("wrote %s: %d tables, %d figures, %d notes", out_md, len(rep.tables), len(rep.plots), len(rep.notes))
+    return rep
