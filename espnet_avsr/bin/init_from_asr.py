@@ -1,0 +1,86 @@
+"""Initialise an AV model from an audio-only ESPnet ASR model (A0): write init.pth.
+
+    python -m espnet_avsr.bin.init_from_asr --asr_model_file exp/asr_a0/valid.acc.ave.pth \
+        --asr_train_config exp/asr_a0/config.yaml --avsr_config conf/train_avsr.yaml \
+        --out exp/avsr_init/init.pth
+    python -m espnet_avsr.bin.avsr_train ... --init_param exp/avsr_init/init.pth
+
+The file holds only the AV-named tensors taken from A0 (ESPnet's ``--init_param`` loads a
+partial state dict); mapped / unmapped keys are logged and written to ``<out>.report.txt``.
+To initialise an AV model from another AV model (AV0 -> AV3), pass that checkpoint to
+``--init_param`` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import yaml
+
+from espnet_avsr.models.asr_init import map_asr_to_avsr
+from espnet_avsr.tasks.avsr import AVSRTask
+
+
+def build_avsr_model(avsr_config: str, token_list, normalize_conf: Optional[dict]):
+    """The AV model described by ``avsr_config`` (only its parameter names/shapes matter)."""
+    args = AVSRTask.get_parser().parse_args(["--config", avsr_config])
+    args.token_list = token_list
+    if args.normalize == "global_mvn" and not (args.normalize_conf or {}).get("stats_file"):
+        if normalize_conf and normalize_conf.get("stats_file") and Path(normalize_conf["stats_file"]).is_file():
+            args.normalize_conf = dict(normalize_conf)
+        else:
+            args.normalize = None  # normalize stats come from the AV run's own stats file
+    return AVSRTask.build_model(args)
+
+
+def init_from_asr(asr_model_file: str, avsr_config: str, out: str, asr_train_config: Optional[str] = None,
+                  token_list: Optional[str] = None):
+    """Write the mapped state dict to ``out``; returns the MappingReport."""
+    asr_conf = {}
+    if asr_train_config:
+        with open(asr_train_config, encoding="utf-8") as f:
+            asr_conf = yaml.safe_load(f) or {}
+    tokens = token_list or asr_conf.get("token_list")
+    if tokens is None:
+        raise ValueError("init_from_asr: give --token_list or --asr_train_config (with token_list)")
+    model = build_avsr_model(avsr_config, tokens, asr_conf.get("normalize_conf"))
+    asr_state = torch.load(asr_model_file, map_location="cpu")
+    enc = model.encoder
+    mapped, rep = map_asr_to_avsr(asr_state, model.state_dict(), enc.num_fusion_blocks, enc.num_shared_blocks)
+    if not mapped:
+        raise ValueError(f"{asr_model_file}: no parameter could be mapped onto {avsr_config}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(mapped, out)
+    lines = [rep.summary(), "", "# mapped (avsr <- asr)"] + [f"{k} <- {v}" for k, v in rep.mapped.items()]
+    lines += ["", "# shape mismatch"] + rep.shape_mismatch
+    lines += ["", "# unused A0 tensors"] + rep.unused_asr
+    lines += ["", "# AV tensors left as initialised"] + rep.unmapped_avsr
+    Path(str(out) + ".report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    logging.info(rep.summary())
+    if rep.shape_mismatch:
+        logging.warning("shape mismatches (A0 and AV sizes differ?): %s", rep.shape_mismatch[:5])
+    return rep
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Map A0 (ESPnet ASR) weights onto an AV-Conformer")
+    p.add_argument("--asr_model_file", required=True)
+    p.add_argument("--asr_train_config", default=None, help="A0 config.yaml (token_list, normalize stats)")
+    p.add_argument("--avsr_config", required=True)
+    p.add_argument("--token_list", default=None, help="overrides the A0 config's token list")
+    p.add_argument("--out", required=True)
+    return p
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s: %(message)s")
+    a = get_parser().parse_args(cmd)
+    init_from_asr(a.asr_model_file, a.avsr_config, a.out, a.asr_train_config, a.token_list)
+
+
+if __name__ == "__main__":
+    main()

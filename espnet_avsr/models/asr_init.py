@@ -1,0 +1,71 @@
+"""Map an audio-only ESPnet ASR checkpoint (A0) onto an AV-Conformer model's parameters.
+
+A0 is stock ``ESPnetASRModel`` + ``ConformerEncoder`` (``rel_pos_type: latest``). Its
+encoder blocks 0..N-1 become the audio blocks of the N fusion layers, blocks N..N+M-1 the
+M shared blocks; frontend, normalize, conv subsampling (``embed``), ``after_norm``,
+decoder and CTC map by name. Everything video-side stays as initialised.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+
+
+@dataclass
+class MappingReport:
+    mapped: Dict[str, str] = field(default_factory=dict)  # avsr key -> asr key
+    unused_asr: List[str] = field(default_factory=list)  # A0 keys with no AV counterpart
+    unmapped_avsr: List[str] = field(default_factory=list)  # AV keys left at their init
+    shape_mismatch: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"mapped {len(self.mapped)} tensors; AV tensors left as initialised: {len(self.unmapped_avsr)}; "
+            f"unused A0 tensors: {len(self.unused_asr)}; shape mismatches: {len(self.shape_mismatch)}"
+        )
+
+
+_BLOCK = re.compile(r"^encoder\.encoders\.(\d+)\.(.*)$")
+
+
+def asr_key_to_avsr(key: str, num_fusion_blocks: int, num_shared_blocks: int) -> Optional[str]:
+    """The AV parameter name for an A0 parameter name, or None when it has no counterpart."""
+    m = _BLOCK.match(key)
+    if m:
+        i, rest = int(m.group(1)), m.group(2)
+        if i < num_fusion_blocks:
+            return f"encoder.audio_blocks.{i}.{rest}"
+        if i < num_fusion_blocks + num_shared_blocks:
+            return f"encoder.shared_blocks.{i - num_fusion_blocks}.{rest}"
+        return None
+    for prefix in ("frontend.", "normalize.", "encoder.embed.", "encoder.after_norm.", "decoder.", "ctc."):
+        if key.startswith(prefix):
+            return key
+    return None
+
+
+def map_asr_to_avsr(
+    asr_state: Dict[str, torch.Tensor],
+    avsr_state: Dict[str, torch.Tensor],
+    num_fusion_blocks: int,
+    num_shared_blocks: int,
+) -> tuple[Dict[str, torch.Tensor], MappingReport]:
+    """Return the AV-named tensors taken from A0 (only those) and a report."""
+    out: Dict[str, torch.Tensor] = {}
+    rep = MappingReport()
+    for k, v in asr_state.items():
+        tgt = asr_key_to_avsr(k, num_fusion_blocks, num_shared_blocks)
+        if tgt is None or tgt not in avsr_state:
+            rep.unused_asr.append(k)
+            continue
+        if tuple(avsr_state[tgt].shape) != tuple(v.shape):
+            rep.shape_mismatch.append(f"{k} {tuple(v.shape)} -> {tgt} {tuple(avsr_state[tgt].shape)}")
+            continue
+        out[tgt] = v.clone()
+        rep.mapped[tgt] = k
+    rep.unmapped_avsr = [k for k in avsr_state if k not in out]
+    return out, rep

@@ -1,0 +1,229 @@
+"""ESPnetAVSRModel: joint CTC/attention AVSR on ESPnet's ASR model machinery.
+
+It subclasses ESPnet's ``ESPnetASRModel`` to reuse its CTC / label-smoothing attention
+losses, error calculators and feature extraction; it adds the video front-end, the AV
+encoder call and training-time video dropout.
+
+Video dropout runs inside ``forward`` (training mode only) so that a KD wrapper can feed
+the teacher the complete video of the very same batch: ``model_conf.video_dropout:
+{prob, rate, pattern, fill}`` (see ``espnet_avsr.data.missing_video``). Zero-filled
+frames are zero in the normalised domain (the preprocessor already normalised).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from espnet2.asr.ctc import CTC
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.specaug.abs_specaug import AbsSpecAug
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.torch_utils.device_funcs import force_gatherable
+
+from espnet_avsr.data.missing_video import VideoDropoutConfig, apply_batch_missing, batch_dropout_mask
+from espnet_avsr.models.av_conformer import AVConformerEncoder
+from espnet_avsr.models.visual_frontend import AbsVideoFrontend
+
+EncodeResult = Union[
+    Tuple[torch.Tensor, torch.Tensor],
+    Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]],
+]
+
+
+class ESPnetAVSRModel(ESPnetASRModel):
+    """Audio + video -> text with a joint CTC/attention objective.
+
+    Args (beyond ESPnetASRModel's):
+        video_frontend: lip-ROI front-end producing per-frame d_model features.
+        encoder: ``AVConformerEncoder``.
+        video_dropout: dict for ``VideoDropoutConfig`` (prob, rate, pattern, fill) or None.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        token_list: Union[Tuple[str, ...], List[str]],
+        frontend: Optional[AbsFrontend],
+        specaug: Optional[AbsSpecAug],
+        normalize: Optional[AbsNormalize],
+        video_frontend: AbsVideoFrontend,
+        encoder: AVConformerEncoder,
+        decoder: Optional[AbsDecoder],
+        ctc: CTC,
+        ctc_weight: float = 0.3,
+        ignore_id: int = -1,
+        lsm_weight: float = 0.0,
+        length_normalized_loss: bool = False,
+        report_cer: bool = True,
+        report_wer: bool = True,
+        sym_space: str = "<space>",
+        sym_blank: str = "<blank>",
+        sym_sos: str = "<sos/eos>",
+        sym_eos: str = "<sos/eos>",
+        extract_feats_in_collect_stats: bool = True,
+        video_dropout: Optional[Dict] = None,
+    ):
+        super().__init__(
+            vocab_size=vocab_size,
+            token_list=token_list,
+            frontend=frontend,
+            specaug=specaug,
+            normalize=normalize,
+            preencoder=None,
+            encoder=encoder,
+            postencoder=None,
+            decoder=decoder,
+            ctc=ctc,
+            joint_network=None,
+            ctc_weight=ctc_weight,
+            ignore_id=ignore_id,
+            lsm_weight=lsm_weight,
+            length_normalized_loss=length_normalized_loss,
+            report_cer=report_cer,
+            report_wer=report_wer,
+            sym_space=sym_space,
+            sym_blank=sym_blank,
+            sym_sos=sym_sos,
+            sym_eos=sym_eos,
+            extract_feats_in_collect_stats=extract_feats_in_collect_stats,
+        )
+        self.video_frontend = video_frontend
+        self.video_dropout = VideoDropoutConfig(**video_dropout) if video_dropout else None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def uses_video_memory(self) -> bool:
+        return bool(getattr(self.decoder, "uses_video_memory", False))
+
+    def decoder_memory(self, enc: torch.Tensor, aux: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the attention decoder attends to: enc, or [enc; video] for the fusion decoder."""
+        if self.uses_video_memory:
+            return torch.cat([enc, aux["video"][:, : enc.size(1)]], dim=-1)
+        return enc
+
+    def drop_video(self, video: torch.Tensor, video_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Training-time video dropout: (filled video, (B, T) missing mask)."""
+        cfg = self.video_dropout
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows torch's seeding
+        mask = batch_dropout_mask(video_lengths.tolist(), video.size(1), cfg, np.random.default_rng(seed))
+        mask_t = torch.from_numpy(mask).to(video.device)
+        return apply_batch_missing(video, mask_t, cfg.fill), mask_t
+
+    def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A zero video, every frame missing, as long as the subsampled audio (audio-only use)."""
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
+        n = ((feats_lengths - 1) // 2 - 1) // 2
+        side = getattr(self.video_frontend, "roi_size", 88)
+        video = speech.new_zeros(speech.size(0), int(n.max()), side, side, dtype=torch.float32)
+        missing = torch.arange(int(n.max()), device=speech.device)[None, :] < n[:, None]
+        return video, n, missing
+
+    # ------------------------------------------------------------------ ESPnet API
+    def encode(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        video: Optional[torch.Tensor] = None,
+        video_lengths: Optional[torch.Tensor] = None,
+        video_missing: Optional[torch.Tensor] = None,
+        return_hidden: bool = False,
+        utt_ids: Optional[Sequence[str]] = None,
+    ) -> EncodeResult:
+        """Frontends + AV encoder.
+
+        ``video=None`` means no video at all: a zero video with every frame missing.
+        Returns ``(enc, enc_lens)`` or ``(enc, enc_lens, hidden)`` (DESIGN §5).
+        """
+        if video is None:
+            video, video_lengths, video_missing = self.empty_video(speech, speech_lengths)
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        if self.normalize is not None:
+            feats, feats_lengths = self.normalize(feats, feats_lengths)
+        video = video[:, : int(video_lengths.max())]
+        if video_missing is not None:
+            video_missing = video_missing[:, : video.size(1)]
+        vfeats, vlens = self.video_frontend(video, video_lengths)
+        enc, enc_lens, hidden = self.encoder(
+            feats, feats_lengths, vfeats, vlens, video_missing=video_missing, return_hidden=return_hidden, utt_ids=utt_ids
+        )
+        if return_hidden:
+            return enc, enc_lens, hidden
+        return enc, enc_lens
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        video: torch.Tensor,
+        video_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        video_missing: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Video dropout (training) + encode + CTC/attention losses."""
+        batch_size = speech.shape[0]
+        text[text == -1] = self.ignore_id
+        text = text[:, : text_lengths.max()]
+        video = video[:, : int(video_lengths.max())]
+        if self.training and self.video_dropout is not None and self.video_dropout.prob > 0:
+            video, drop = self.drop_video(video, video_lengths)
+            video_missing = drop if video_missing is None else (video_missing[:, : drop.size(1)] | drop)
+        enc, enc_lens, aux = self.encode(
+            speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=kwargs.get("utt_id")
+        )
+        loss, stats = self.losses(enc, enc_lens, aux, text, text_lengths)
+        if video_missing is not None:
+            stats["video_missing_rate"] = aux["video_missing"].float().sum() / enc_lens.sum().clamp(min=1)
+        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+        return loss, stats, weight
+
+    def losses(
+        self,
+        enc: torch.Tensor,
+        enc_lens: torch.Tensor,
+        aux: Dict[str, torch.Tensor],
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> Tuple[torch.Tensor, Dict[str, Optional[torch.Tensor]]]:
+        """Joint CTC/attention loss on an encoder output (reused by KD wrappers)."""
+        stats: Dict[str, Optional[torch.Tensor]] = {}
+        loss_ctc = loss_att = None
+        if self.ctc_weight != 0.0:
+            loss_ctc, cer_ctc = self._calc_ctc_loss(enc, enc_lens, text, text_lengths)
+            stats["loss_ctc"] = loss_ctc.detach()
+            stats["cer_ctc"] = cer_ctc
+        if self.ctc_weight != 1.0:
+            loss_att, acc_att, cer_att, wer_att = self._calc_att_loss(
+                self.decoder_memory(enc, aux), enc_lens, text, text_lengths
+            )
+            stats.update(loss_att=loss_att.detach(), acc=acc_att, cer=cer_att, wer=wer_att)
+        if loss_att is None:
+            loss = loss_ctc
+        elif loss_ctc is None:
+            loss = loss_att
+        else:
+            loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
+        stats["loss"] = loss.detach()
+        return loss, stats
+
+    def collect_feats(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        video: Optional[torch.Tensor] = None,
+        video_lengths: Optional[torch.Tensor] = None,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Dict[str, torch.Tensor]:
+        """Audio features for global_mvn statistics (collect_stats)."""
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
+        return {"feats": feats, "feats_lengths": feats_lengths}
