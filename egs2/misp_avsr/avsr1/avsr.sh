@@ -1,0 +1,635 @@
+#!/usr/bin/env bash
+# The stages of the MISP AVSR recipe. run.sh sets the experiment, this script runs it.
+# Every stage is re-runnable: finished units leave done-markers under ${expdir}/.done
+# and are skipped next time (--force_stage "N ..." redoes whole stages).
+set -euo pipefail
+# The body is one { ... } block: bash parses it whole before running, so editing this
+# file while a long run is going cannot derail that run.
+{
+
+help_message=$(cat <<'EOF'
+Usage: ./avsr.sh [options]   (any variable below as --name value)
+
+  --stage N / --stop_stage N   run stages N..M (0 corpus, 1 data prep, 2 audio front-end,
+                               3 lip ROIs, 4 speed perturbation, 5 dumps, 6 token list,
+                               7 collect stats, 8 train audio-only, 9 train AV, 10 decode
+                               + score, 11 report)
+  --force_stage "N ..."        redo these stages even where done-markers exist
+  --nj N / --decode_nj N       parallel jobs for data stages / decoding
+  --ngpu N --use_amp BOOL      training devices (N > 1: DDP through ESPnet)
+  --cmd_backend local|slurm    job launcher (cmd.sh)
+  --misp_root DIR              real MISP release; empty = synthetic corpus (--hours, --corpus_seed)
+  --train_set/--valid_set/--test_sets   <set>_<field> names, e.g. train_far dev_far "eval_far"
+  --frontend wpe_ds|wpe_mvdr|ds|mvdr|first_channel|none   far/middle array front-end
+  --speed_perturb_factors "0.9 1.0 1.1"                   empty disables
+  --models "NAME:CONFIG:INIT[:TEACHER] ..."               one model per line or word
+  --test_missing_rates "0 0.25 ..." --test_missing_pattern random --test_snrs "0 -5"
+EOF
+)
+
+# ---- general
+stage=0
+stop_stage=100
+force_stage=""
+nj=4
+decode_nj=""
+ngpu=0
+use_amp=false
+cmd_backend="${cmd_backend:-local}"
+python=python
+# ---- corpus
+misp_root=""
+corpus_dir=corpus
+hours=0.1
+corpus_seed=0
+corpus_preset=demo   # make_mini_misp --preset: tiny | demo | bench | full
+corpus_args=""
+# ---- data
+train_set=train_far
+valid_set=dev_far
+test_sets="eval_far"
+frontend=wpe_ds
+frontend_args=""
+speed_perturb_factors="0.9 1.0 1.1"
+token_type=char
+nbpe=500
+data_dir=data
+dumpdir=dump
+expdir=exp
+# ---- models: one per line (or space separated): name:config:init[:teacher]
+#      init "-" = from scratch; "A0" (an audio-only model) = init_from_asr;
+#      "AVk" = --init_param of that model's checkpoint. teacher = KD teacher model.
+models="A0:conf/train_asr.yaml:-"
+train_args=""
+speech_fold_length=80000   # samples (5 s); longer utterances halve the batch
+text_fold_length=150
+video_fold_length=125      # frames (5 s at 25 fps)
+best_model=valid.acc.ave.pth
+# ---- decoding and tests
+asr_decode_config=conf/decode_asr.yaml
+avsr_decode_config=conf/decode_avsr.yaml
+inference_args=""
+test_missing_rates="0 0.25 0.5 0.75 1.0"
+test_missing_pattern=random
+test_missing_fill=""
+test_missing_seed=0
+test_snrs="0 -5"
+noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (paper: complete video)
+noise_test_sets=""
+babble_source=""
+noise_seed=0
+relative_ref=A0            # audio-only model for relative CER and representation similarity
+rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
+report_args=""
+
+. ./path.sh
+. ./db.sh
+misp_root="${MISP_ROOT:-}"
+. utils/parse_options.sh
+. ./cmd.sh
+. utils/stage_lib.sh
+
+[ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
+[ -n "${decode_nj}" ] || decode_nj="${nj}"
+marker_dir="${expdir}/.done"
+mkdir -p "${expdir}" "${marker_dir}"
+root_dir="$(pwd)"
+
+# ------------------------------------------------------------------ helpers
+# Value of a top-level or nested key in a YAML config ("" when absent).
+yaml_get() {
+    "${python}" - "$1" "$2" <<'PY'
+import sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
+for part in sys.argv[2].split("."):
+    cfg = cfg.get(part) if isinstance(cfg, dict) else None
+print("" if cfg is None else cfg)
+PY
+}
+
+# Models, parsed once: names[i], configs[i], inits[i], teachers[i].
+names=(); configs=(); inits=(); teachers=()
+for spec in ${models}; do
+    IFS=: read -r _n _c _i _t <<< "${spec}"
+    [ -n "${_n}" ] && [ -n "${_c}" ] || die "model spec '${spec}' is not name:config:init[:teacher]"
+    names+=("${_n}"); configs+=("${_c}"); inits+=("${_i:--}"); teachers+=("${_t:--}")
+done
+unset _n _c _i _t
+[ "${#names[@]}" -gt 0 ] || die "--models is empty"
+for i in "${!names[@]}"; do   # init/teacher must be declared earlier in the list
+    for ref in "${inits[$i]}" "${teachers[$i]}"; do
+        [ "${ref}" = - ] && continue
+        ok=false
+        for ((k = 0; k < i; k++)); do [ "${names[$k]}" = "${ref}" ] && ok=true; done
+        ${ok} || die "model ${names[$i]} refers to '${ref}', which is not declared before it in --models"
+    done
+done
+unset ok ref k
+if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then   # fail before hours of data prep
+    for i in "${!names[@]}"; do
+        [ -f "${configs[$i]}" ] || die "config ${configs[$i]} of model ${names[$i]} does not exist"
+        if [ "$(yaml_get "${configs[$i]}" model)" = ms_adapter ] && [ "${inits[$i]}" = - ]; then
+            die "adapter model ${names[$i]} needs its base AV model as init"
+        fi
+    done
+fi
+
+model_index() {
+    local i
+    for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && { echo "$i"; return 0; }; done
+    die "model '$1' is referenced but not declared in --models"
+}
+# Audio-only models run stock ESPnet ASR; their configs are named train_asr*.yaml.
+is_asr_model() { [[ "$(basename "${configs[$(model_index "$1")]}")" == train_asr* ]]; }
+
+# MS-Adapter models (model: ms_adapter) train adapters on a frozen base (their init model);
+# they decode as base checkpoint + --adapter_file.
+is_adapter_model() {
+    local i; i="$(model_index "$1")"
+    ! is_asr_model "$1" && [ "$(yaml_get "${configs[$i]}" model)" = ms_adapter ]
+}
+
+# The checkpoint a finished model is used through (averaged n-best, else best, else latest).
+model_checkpoint() {
+    local d="${expdir}/$1" f
+    for f in "${best_model}" valid.acc.ave.pth valid.acc.best.pth valid.loss.ave.pth valid.loss.best.pth latest.pth; do
+        [ -e "${d}/${f}" ] && { echo "${d}/${f}"; return 0; }
+    done
+    die "no checkpoint of model $1 in ${d} (train it first: stages 8-9)"
+}
+
+
+set_part() { echo "${1%_*}"; }     # eval_far -> eval
+set_field() { echo "${1##*_}"; }   # eval_far -> far
+
+# Data dir with the (enhanced) audio of a prepared set.
+audio_dir() {
+    local f; f="$(set_field "$1")"
+    if [ "${frontend}" != none ] && { [ "${f}" = far ] || [ "${f}" = middle ]; }; then
+        echo "${data_dir}/$1_${frontend}"
+    else
+        echo "${data_dir}/$1"
+    fi
+}
+
+# Number of parallel parts for a data dir: at most nj, at most its recordings.
+n_parts() {
+    local n; n=$(wc -l < "$1/wav.scp")
+    [ "${n}" -lt "$2" ] && echo "${n}" || echo "$2"
+}
+
+# split_dir <data dir> <n>: the split<n> parts (by recording), made once.
+split_dir() {
+    if [ ! -f "$1/split$2/$2/wav.scp" ] || [ "$1/split$2/$2/wav.scp" -ot "$1/wav.scp" ]; then
+        "${python}" -m espnet_avsr.bin.split_data_dir --log_level WARNING "$1" "$2" >/dev/null
+    fi
+}
+
+# Sorted union of a file over parts: merge_parts <out> <part files...>
+merge_parts() {
+    local out="$1"; shift
+    local f
+    for f in "$@"; do [ -f "${f}" ] || die "missing part output ${f}"; done
+    cat "$@" | sort -k1,1 -u > "${out}.tmp" && mv "${out}.tmp" "${out}"
+}
+
+prepared_sets() {   # unique <set>_<field> names the experiment needs
+    echo "${train_set} ${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !s[$0]++'
+}
+
+train_name() {      # the dump name of the training data
+    if [ -n "${speed_perturb_factors}" ]; then echo "${train_set}_sp"; else echo "${train_set}"; fi
+}
+
+# ------------------------------------------------------------------ stage 0
+if [ -z "${misp_root}" ]; then
+    if stage_begin 0 "synthetic MISP-format corpus (${hours} h, seed ${corpus_seed}) -> ${corpus_dir}"; then
+        unit corpus "${corpus_dir}/transcription" \
+            ${train_cmd} "${expdir}/logs/make_mini_misp.log" \
+            "${python}" -m espnet_avsr.bin.make_mini_misp --out "${corpus_dir}" \
+                --hours "${hours}" --seed "${corpus_seed}" --nj "${nj}" \
+                --preset "${corpus_preset}" --no_progress ${corpus_args}
+        stage_end
+    fi
+    root="${corpus_dir}"
+else
+    [ -d "${misp_root}" ] || die "--misp_root ${misp_root} is not a directory"
+    root="${misp_root}"
+fi
+
+# ------------------------------------------------------------------ stage 1
+if stage_begin 1 "data preparation: TextGrids -> ${data_dir}/{$(prepared_sets | paste -sd,)}"; then
+    for x in $(prepared_sets); do
+        unit "prep_${x}" "${data_dir}/${x}/text" \
+            local/data.sh --misp_root "${root}" --name "${x}" --data_dir "${data_dir}" \
+                --cmd "${train_cmd}" --python "${python}"
+    done
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stage 2
+part_list() {   # part_list <prefix> <n>: "<prefix>1 ... <prefix>n"
+    local j
+    for j in $(seq "$2"); do echo "$1${j}"; done
+}
+merge_dirs() {  # merge_dirs <out dir> <part dirs...> (the inverse of split_data_dir)
+    "${python}" -m espnet_avsr.bin.split_data_dir --log_level WARNING --merge "$@"
+}
+enhance_set() {   # enhance_set <set_field>
+    local x="$1" src="${data_dir}/$1" dst wavs="${dumpdir}/enhanced/$1_${frontend}"
+    dst="$(audio_dir "$1")"
+    local n; n="$(n_parts "${src}" "${nj}")"
+    split_dir "${src}" "${n}"
+    rm -rf "${dst}"
+    ${train_cmd} JOB=1:"${n}" "${dst}.log/enhance.JOB.log" \
+        "${python}" -m espnet_avsr.bin.enhance_audio --data "${src}/split${n}/JOB" \
+            --out "${wavs}" --out_data "${wavs}/data.JOB" --method "${frontend}" ${frontend_args}
+    # shellcheck disable=SC2046
+    merge_dirs "${dst}" $(part_list "${wavs}/data." "${n}")
+    mkdir -p "${dst}/log" && mv "${dst}.log"/* "${dst}/log/" && rmdir "${dst}.log"
+    "${python}" -m espnet_avsr.bin.validate_data_dir --log_level WARNING "${dst}"
+}
+if stage_begin 2 "audio front-end (${frontend}) for far/middle sets"; then
+    for x in $(prepared_sets); do
+        [ "$(audio_dir "${x}")" = "${data_dir}/${x}" ] && continue
+        unit "enhance_${x}_${frontend}" "$(audio_dir "${x}")/wav.scp" enhance_set "${x}"
+    done
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stage 3
+roi_set() {   # roi_set <set_field>
+    local x="$1" src="${data_dir}/$1" out="${dumpdir}/roi/$1"
+    local n; n="$(n_parts "${src}" "${nj}")"
+    split_dir "${src}" "${n}"
+    rm -f "${out}/roi.scp"
+    ${train_cmd} JOB=1:"${n}" "${out}/log/extract_lip_roi.JOB.log" \
+        "${python}" -m espnet_avsr.bin.extract_lip_roi --data "${src}/split${n}/JOB" \
+            --out "${out}" --scp_dir "${out}/part.JOB"
+    # shellcheck disable=SC2046
+    merge_dirs "${out}" $(part_list "${out}/part." "${n}")
+    log_msg "${out}: $(wc -l < "${out}/roi.scp") ROI sequences for $(wc -l < "${src}/text") utterances"
+}
+if stage_begin 3 "lip ROIs (detection JSON + MP4 -> 96x96 grey .npy)"; then
+    for x in $(prepared_sets); do
+        unit "roi_${x}" "${dumpdir}/roi/${x}/roi.scp" roi_set "${x}"
+    done
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stage 4
+sp_dir="$(audio_dir "${train_set}")_sp"
+if [ -n "${speed_perturb_factors}" ] && stage_begin 4 "speed perturbation of ${train_set} (${speed_perturb_factors})"; then
+    # shellcheck disable=SC2086
+    unit "sp_${train_set}" "${sp_dir}/roi.scp" \
+        ${train_cmd} "${sp_dir}/log/speed_perturb.log" \
+        "${python}" -m espnet_avsr.bin.speed_perturb --data "$(audio_dir "${train_set}")" \
+            --roi_scp "${dumpdir}/roi/${train_set}/roi.scp" \
+            --out "${sp_dir}" --roi_out "${dumpdir}/roi/${train_set}_sp" \
+            --factors ${speed_perturb_factors}
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stage 5
+dump_set() {   # dump_set <audio data dir> <roi.scp> <dump name>
+    local src="$1" roi="$2" out="${dumpdir}/raw/$3"
+    local n; n="$(n_parts "${src}" "${nj}")"
+    split_dir "${src}" "${n}"
+    rm -f "${out}/wav.scp"
+    ${train_cmd} JOB=1:"${n}" "${out}/log/dump_audio.JOB.log" \
+        "${python}" -m espnet_avsr.bin.dump_audio --data "${src}/split${n}/JOB" --out "${out}" \
+            --scp_dir "${out}/part.JOB" --roi_scp "${roi}"
+    # shellcheck disable=SC2046
+    merge_dirs "${out}" $(part_list "${out}/part." "${n}")
+    ${train_cmd} "${out}/log/check_dump.log" \
+        "${python}" -m espnet_avsr.bin.check_dump --dump "${out}" --json_out "${out}/check_dump.json" \
+        || die "audio/video frames disagree in ${out}, see ${out}/log/check_dump.log"
+    log_msg "${out}: $(wc -l < "${out}/wav.scp") utterances dumped from $(wc -l < "${src}/text")"
+}
+if stage_begin 5 "dumps (per-utterance wav + ROI scp) and audio/video agreement check"; then
+    if [ -n "${speed_perturb_factors}" ]; then
+        unit "dump_$(train_name)" "${dumpdir}/raw/$(train_name)/wav.scp" \
+            dump_set "${sp_dir}" "${sp_dir}/roi.scp" "$(train_name)"
+    fi
+    for x in $(prepared_sets); do
+        [ -n "${speed_perturb_factors}" ] && [ "${x}" = "${train_set}" ] && continue
+        unit "dump_${x}" "${dumpdir}/raw/${x}/wav.scp" dump_set "$(audio_dir "${x}")" "${dumpdir}/roi/${x}/roi.scp" "${x}"
+    done
+    stage_end
+fi
+
+token_dir="${data_dir}/token_list/${token_type}"
+token_list="${token_dir}/tokens.txt"
+bpemodel=none
+[ "${token_type}" = bpe ] && bpemodel="${token_dir}/bpe.model"
+
+# ------------------------------------------------------------------ stage 6
+if stage_begin 6 "token list (${token_type}) from ${dumpdir}/raw/$(train_name)/text"; then
+    _bpe_args=""
+    [ "${token_type}" = bpe ] && _bpe_args="--nbpe ${nbpe}"
+    unit "tokens_${token_type}" "${token_list}" \
+        "${python}" -m espnet_avsr.bin.make_token_list --text "${dumpdir}/raw/$(train_name)/text" \
+            --out "${token_list}" --token_type "${token_type}" ${_bpe_args}
+    stage_end
+fi
+
+# ESPnet data options of each task: <prefix>_data_path_and_name_and_type for a dump.
+data_opts() {   # data_opts <train|valid|data> <dump name> <asr|avsr>
+    local d="${dumpdir}/raw/$2" o="--$1_data_path_and_name_and_type"
+    [ "$1" = data ] && o="--data_path_and_name_and_type"
+    echo "${o} ${d}/wav.scp,speech,sound"
+    [ "$3" = avsr ] && echo "${o} ${d}/roi.scp,video,npy"
+    [ "$1" != data ] && echo "${o} ${d}/text,text,text"
+    return 0
+}
+train_module() { [ "$1" = asr ] && echo espnet2.bin.asr_train || echo espnet_avsr.bin.avsr_train; }
+token_opts() {
+    echo "--use_preprocessor true --token_type ${token_type} --token_list ${token_list} --bpemodel ${bpemodel}"
+}
+
+# ------------------------------------------------------------------ stage 7
+collect_stats() {   # collect_stats <asr|avsr> <config>
+    local task="$1" config="$2" out="${expdir}/$1_stats_${token_type}"
+    local n; n="$(wc -l < "${dumpdir}/raw/$(train_name)/wav.scp")"
+    [ "${n}" -lt "${nj}" ] || n="${nj}"
+    local nv; nv="$(wc -l < "${dumpdir}/raw/${valid_set}/wav.scp")"
+    [ "${nv}" -lt "${n}" ] && n="${nv}"
+    mkdir -p "${out}/logdir"
+    split_keys "${dumpdir}/raw/$(train_name)/wav.scp" "${n}" "${out}/logdir/train"
+    split_keys "${dumpdir}/raw/${valid_set}/wav.scp" "${n}" "${out}/logdir/valid"
+    # shellcheck disable=SC2046
+    ${train_cmd} JOB=1:"${n}" "${out}/logdir/stats.JOB.log" \
+        "${python}" -m "$(train_module "${task}")" --collect_stats true $(token_opts) --normalize none \
+            --config "${config}" --ngpu 0 --num_workers 0 \
+            $(data_opts train "$(train_name)" "${task}") $(data_opts valid "${valid_set}" "${task}") \
+            --train_shape_file "${out}/logdir/train.JOB.scp" \
+            --valid_shape_file "${out}/logdir/valid.JOB.scp" \
+            --output_dir "${out}/logdir/stats.JOB"
+    local dirs=()
+    for j in $(seq "${n}"); do dirs+=(--input_dir "${out}/logdir/stats.${j}"); done
+    "${python}" -m espnet2.bin.aggregate_stats_dirs "${dirs[@]}" --output_dir "${out}"
+    # ESPnet's samplers want the vocabulary size on the text shapes.
+    local v; v=$(wc -l < "${token_list}")
+    for s in train valid; do
+        awk -v N="${v}" '{ print $0 "," N }' "${out}/${s}/text_shape" > "${out}/${s}/text_shape.${token_type}"
+    done
+}
+split_keys() {   # split_keys <scp> <n> <prefix>: <prefix>.<j>.scp round-robin key lists
+    awk -v n="$2" -v p="$3" '{ print $1 > (p "." ((NR - 1) % n + 1) ".scp") }' "$1"
+}
+first_config_of() {   # config of the first asr / avsr model (its frontend decides the stats)
+    local i
+    for i in "${!names[@]}"; do
+        if [ "$1" = asr ] && is_asr_model "${names[$i]}"; then echo "${configs[$i]}"; return; fi
+        if [ "$1" = avsr ] && ! is_asr_model "${names[$i]}"; then echo "${configs[$i]}"; return; fi
+    done
+}
+if stage_begin 7 "collect stats (feature statistics and shape files)"; then
+    for task in asr avsr; do
+        cfg="$(first_config_of "${task}")"
+        [ -n "${cfg}" ] || continue
+        unit "stats_${task}" "${expdir}/${task}_stats_${token_type}/train/text_shape.${token_type}" \
+            collect_stats "${task}" "${cfg}"
+    done
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stages 8, 9
+train_model() {   # train_model <name>
+    local i; i="$(model_index "$1")"
+    local name="$1" config="${configs[$i]}" init="${inits[$i]}" teacher="${teachers[$i]}"
+    local task=avsr; is_asr_model "${name}" && task=asr
+    local stats="${expdir}/${task}_stats_${token_type}" out="${expdir}/${name}"
+    [ -f "${config}" ] || die "config ${config} of model ${name} does not exist"
+    mkdir -p "${out}"
+    local extra=()
+    if [ "$(yaml_get "${config}" normalize)" = global_mvn ]; then
+        extra+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
+    fi
+    if [ "${init}" != - ]; then
+        local src; src="$(model_checkpoint "${init}")"
+        if is_asr_model "${init}" && [ "${task}" = avsr ]; then
+            # an audio-only model initialises the audio branch, encoder and decoder
+            "${python}" -m espnet_avsr.bin.init_from_asr --asr_model_file "${src}" \
+                --asr_train_config "${expdir}/${init}/config.yaml" --token_list "${token_list}" \
+                --avsr_config "${config}" --out "${out}/init.pth" > "${out}/init_from_asr.log" 2>&1 \
+                || die "init_from_asr failed, see ${out}/init_from_asr.log"
+            extra+=(--init_param "${out}/init.pth")
+        else
+            extra+=(--init_param "${src}")
+        fi
+    fi
+    if [ "${teacher}" != - ]; then
+        extra+=(--model_conf "teacher_model_file=$(model_checkpoint "${teacher}")"
+                --model_conf "teacher_config=${expdir}/${teacher}/config.yaml")
+    fi
+    if [ "${ngpu}" -gt 1 ]; then
+        rm -f "${out}/.dist_init"
+        extra+=(--multiprocessing_distributed true --dist_init_method "file://${root_dir}/${out}/.dist_init")
+    fi
+    local stats_opts=(
+        --train_shape_file "${stats}/train/speech_shape"
+        --train_shape_file "${stats}/train/text_shape.${token_type}"
+        --valid_shape_file "${stats}/valid/speech_shape"
+        --valid_shape_file "${stats}/valid/text_shape.${token_type}"
+    )
+    # folded batches: one fold length per shape file (samples, tokens, video frames)
+    stats_opts+=(--fold_length "${speech_fold_length}" --fold_length "${text_fold_length}")
+    if [ "${task}" = avsr ] && [ -f "${stats}/train/video_shape" ]; then
+        stats_opts+=(--train_shape_file "${stats}/train/video_shape"
+                     --valid_shape_file "${stats}/valid/video_shape"
+                     --fold_length "${video_fold_length}")
+    fi
+    log_msg "training ${name} (${task}, config ${config}, init ${init}, teacher ${teacher}); log ${out}/train.log"
+    # shellcheck disable=SC2046
+    ${cuda_cmd} --gpu "${ngpu}" "${out}/train.log" \
+        "${python}" -m "$(train_module "${task}")" --config "${config}" $(token_opts) \
+            $(data_opts train "$(train_name)" "${task}") $(data_opts valid "${valid_set}" "${task}") \
+            "${stats_opts[@]}" --resume true --ngpu "${ngpu}" --use_amp "${use_amp}" \
+            --output_dir "${out}" "${extra[@]}" ${train_args} \
+        || die "training ${name} failed, see ${out}/train.log"
+    model_checkpoint "${name}" > /dev/null
+}
+if stage_begin 8 "train audio-only models (stock ESPnet ASR)"; then
+    for name in "${names[@]}"; do
+        is_asr_model "${name}" || continue
+        unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
+    done
+    stage_end
+fi
+if stage_begin 9 "train audio-visual models (in list order)"; then
+    for name in "${names[@]}"; do
+        is_asr_model "${name}" && continue
+        unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
+    done
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stage 10
+noise_sets() {   # dump names of the babble-noise copies of the test sets
+    local x s
+    for x in ${noise_test_sets:-${test_sets%% *}}; do
+        for s in ${test_snrs}; do echo "${x}_babble${s}"; done
+    done
+}
+make_noise_set() {   # make_noise_set <test set> <snr>
+    local src_babble="${babble_source:-${dumpdir}/raw/$(train_name)/wav.scp}"
+    ${train_cmd} "${expdir}/logs/mix_noise_$1_babble$2.log" \
+        "${python}" -m espnet_avsr.bin.mix_noise --data "${dumpdir}/raw/$1" \
+            --out "${dumpdir}/raw/$1_babble$2" --snr "$2" --noise babble \
+            --babble_source "${src_babble}" --seed "${noise_seed}"
+}
+
+# Training settings for the report (score metadata), from the model list and its config:
+# train_dropout (video dropout rate, 0 = none), train_dropout_prob, init, kd, adapter.
+model_meta() {   # model_meta <name>
+    local i; i="$(model_index "$1")"
+    local modality=av
+    is_asr_model "$1" && modality=audio
+    "${python}" - "${configs[$i]}" "$1" "${inits[$i]}" "${teachers[$i]}" "${modality}" <<'PY'
+import sys, yaml
+cfg_path, name, init, teacher, modality = sys.argv[1:6]
+cfg = yaml.safe_load(open(cfg_path, encoding="utf-8")) or {}
+mc = cfg.get("model_conf") or {}
+meta = {"model": name, "modality": modality, "config": cfg_path.rsplit("/", 1)[-1].rsplit(".", 1)[0],
+        "init": "none" if init == "-" else init}
+adapter = cfg.get("model") == "ms_adapter" or bool(mc.get("adapter_conf"))
+if modality == "av" and not adapter:
+    vd = mc.get("video_dropout")
+    if not vd:
+        meta["train_dropout"] = 0
+    else:
+        rate = vd.get("rate", 0)
+        meta["train_dropout"] = ("-".join(str(r) for r in rate) if isinstance(rate, (list, tuple)) else rate)
+        meta["train_dropout_prob"] = vd.get("prob", 1.0)
+        meta["train_dropout_pattern"] = vd.get("pattern", "random")
+if modality == "av":
+    kd = teacher != "-" or cfg.get("model") == "mda_kd"
+    meta["kd"] = (mc.get("kd_distance") or "true") if kd else "false"
+    if teacher != "-":
+        meta["teacher"] = teacher
+    meta["adapter"] = "true" if adapter else "false"
+print(" ".join(f"{k}={str(v).replace(' ', '').replace(',', '-')}" for k, v in meta.items()))
+PY
+}
+
+decode_one() {   # decode_one <model> <test dump name> <missing rate|-> <decode dir>
+    local name="$1" test="$2" rate="$3" dir="$4"
+    local i; i="$(model_index "${name}")"
+    local d="${dumpdir}/raw/${test}" task=avsr
+    is_asr_model "${name}" && task=asr
+    local n; n="$(wc -l < "${d}/wav.scp")"
+    [ "${n}" -lt "${decode_nj}" ] || n="${decode_nj}"
+    mkdir -p "${dir}/logdir"
+    rm -rf "${dir}"/logdir/output.* "${dir}"/logdir/keys.*
+    split_keys "${d}/wav.scp" "${n}" "${dir}/logdir/keys"
+    local ckpt; ckpt="$(model_checkpoint "${name}")"
+    if [ "${task}" = asr ]; then
+        # shellcheck disable=SC2046
+        ${decode_cmd} JOB=1:"${n}" "${dir}/logdir/decode.JOB.log" \
+            "${python}" -m espnet2.bin.asr_inference --ngpu 0 --batch_size 1 \
+                $(data_opts data "${test}" asr) --key_file "${dir}/logdir/keys.JOB.scp" \
+                --asr_train_config "${expdir}/${name}/config.yaml" --asr_model_file "${ckpt}" \
+                --config "${asr_decode_config}" --output_dir "${dir}/logdir/output.JOB" ${inference_args}
+    else
+        local fill=() cfg="${expdir}/${name}/config.yaml"
+        [ -n "${test_missing_fill}" ] && fill=(--missing_fill "${test_missing_fill}")
+        if is_adapter_model "${name}"; then   # base weights + adapter-only checkpoint
+            fill+=(--adapter_file "${ckpt}")
+            ckpt="$(model_checkpoint "${inits[$i]}")"
+        fi
+        # shellcheck disable=SC2046
+        ${decode_cmd} JOB=1:"${n}" "${dir}/logdir/decode.JOB.log" \
+            "${python}" -m espnet_avsr.bin.avsr_inference --ngpu 0 --batch_size 1 \
+                $(data_opts data "${test}" avsr) --key_file "${dir}/logdir/keys.JOB.scp" \
+                --asr_train_config "${cfg}" --asr_model_file "${ckpt}" \
+                --config "${avsr_decode_config}" --output_dir "${dir}/logdir/output.JOB" \
+                --missing_rate "${rate}" --missing_pattern "${test_missing_pattern}" \
+                --missing_seed "${test_missing_seed}" "${fill[@]}" ${inference_args}
+    fi
+    merge_parts "${dir}/text" $(for j in $(seq "${n}"); do echo "${dir}/logdir/output.${j}/1best_recog/text"; done)
+    local snr=clean base="${test}"
+    if [[ "${test}" =~ ^(.*)_babble(-?[0-9.]+)$ ]]; then base="${BASH_REMATCH[1]}"; snr="${BASH_REMATCH[2]}"; fi
+    local miss=(missing_rate="${rate}" missing_pattern="${test_missing_pattern}" "missing_fill=${test_missing_fill:-zeros}")
+    [ "${rate}" = - ] && miss=(missing_rate=none missing_pattern=none)
+    # shellcheck disable=SC2046
+    "${python}" -m espnet_avsr.bin.score_cer --ref "${d}/text" --hyp "${dir}/text" \
+        --out "${dir}/score_cer" --meta $(model_meta "${name}") "test_set=${base}" "snr=${snr}" \
+        noise=$([ "${snr}" = clean ] && echo none || echo babble) "${miss[@]}" \
+        > "${dir}/score_cer.log" 2>&1 || die "scoring failed, see ${dir}/score_cer.log"
+}
+decode_dir_of() {   # decode_dir_of <model> <test> <rate|->
+    if [ "$3" = - ]; then echo "${expdir}/$1/decode_$2"; else echo "${expdir}/$1/decode_$2_miss$3_${test_missing_pattern}"; fi
+}
+if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${test_snrs:-none}) and score"; then
+    for x in $(noise_sets); do
+        unit "noise_${x}" "${dumpdir}/raw/${x}/wav.scp" make_noise_set "${x%_babble*}" "${x##*_babble}"
+    done
+    for name in "${names[@]}"; do
+        for test in ${test_sets} $(noise_sets); do
+            if is_asr_model "${name}"; then
+                dir="$(decode_dir_of "${name}" "${test}" -)"
+                unit "decode_${name}_${test}" "${dir}/score_cer/result.json" decode_one "${name}" "${test}" - "${dir}"
+            else
+                rates="${test_missing_rates}"
+                [[ "${test}" == *_babble* ]] && rates="${noise_missing_rates}"
+                for rate in ${rates}; do
+                    dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+                    unit "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" \
+                        decode_one "${name}" "${test}" "${rate}" "${dir}"
+                done
+            fi
+        done
+    done
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stage 11
+if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; then
+    if [ -f "${MAIN_ROOT}/espnet_avsr/bin/relative_cer.py" ] && [[ " ${names[*]} " == *" ${relative_ref} "* ]]; then
+        for name in "${names[@]}"; do
+            is_asr_model "${name}" && continue
+            for test in ${test_sets}; do
+                ref_dir="$(decode_dir_of "${relative_ref}" "${test}" -)"
+                for rate in ${test_missing_rates}; do
+                    dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+                    # shellcheck disable=SC2046
+                    unit "relcer_${name}_${test}_${rate}" "${dir}/relative_cer" \
+                        "${python}" -m espnet_avsr.bin.relative_cer --ref_hyp "${ref_dir}/text" \
+                            --hyp "${dir}/text" --out "${dir}/relative_cer" \
+                            --meta $(model_meta "${name}") "test_set=${test}" "missing_rate=${rate}" \
+                            "missing_pattern=${test_missing_pattern}" "ref_model=${relative_ref}" \
+                            --log_level WARNING
+                done
+            done
+        done
+    fi
+    # similarity of ASR and AVSR encoder representations (complete video), first test set
+    if [ "${rep_similarity_samples}" -gt 0 ] && [[ " ${names[*]} " == *" ${relative_ref} "* ]]; then
+        test="${test_sets%% *}"
+        for name in "${names[@]}"; do
+            { is_asr_model "${name}" || is_adapter_model "${name}"; } && continue
+            out="${expdir}/${name}/rep_similarity_${test}"
+            # shellcheck disable=SC2046
+            unit "repsim_${name}_${test}" "${out}/rep_similarity.json" \
+                ${decode_cmd} "${out}/rep_similarity.log" \
+                "${python}" -m espnet_avsr.bin.rep_similarity \
+                    --asr_train_config "${expdir}/${relative_ref}/config.yaml" \
+                    --asr_model_file "$(model_checkpoint "${relative_ref}")" \
+                    --avsr_train_config "${expdir}/${name}/config.yaml" \
+                    --avsr_model_file "$(model_checkpoint "${name}")" \
+                    $(data_opts data "${test}" avsr) --num_samples "${rep_similarity_samples}" \
+                    --device cpu --out "${out}" \
+                    --meta $(model_meta "${name}") "test_set=${test}" "ref_model=${relative_ref}"
+        done
+    fi
+    # the report is cheap and reads everything: always rebuilt
+    "${python}" -m espnet_avsr.bin.make_report --exp "${expdir}" --out "${expdir}/RESULTS.md" \
+        --plots "${expdir}/plots" ${report_args}
+    log_msg "report: ${expdir}/RESULTS.md"
+    stage_end
+fi
+
+log_msg "done (stages ${stage}..${stop_stage})"
+exit 0
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Stage 1 for one <set>_<field>: MISP TextGrids -> Kaldi data dir, then validation.
+#   local/data.sh --misp_root DIR --name train_far [--data_dir data] [--cmd utils/run_local.sh]
+# The prep report (kept/dropped interval counts) lands in <data_dir>/<name>/prep_report.json.
+set -euo pipefail
+
+misp_root=""
+name=""
+data_dir=data
+cmd=utils/run_local.sh
+python=python
+help_message="Usage: local/data.sh --misp_root DIR --name <set>_<field> [--data_dir data] [--cmd launcher]"
+. utils/parse_options.sh
+
+[ -n "${misp_root}" ] || { echo "$0: --misp_root is required" >&2; exit 1; }
+[[ "${name}" =~ ^(train|dev|eval)_(far|middle|near)$ ]] \
+    || { echo "$0: --name must be <train|dev|eval>_<far|middle|near>, got '${name}'" >&2; exit 1; }
+set_="${name%_*}"; field="${name##*_}"
+[ -d "${misp_root}/transcription/${set_}" ] \
+    || { echo "$0: no ${misp_root}/transcription/${set_} (is --misp_root a MISP release?)" >&2; exit 1; }
+[ -d "${misp_root}/audio/${set_}/${field}" ] \
+    || { echo "$0: no ${misp_root}/audio/${set_}/${field}: MISP ships no ${field} audio for ${set_}" >&2; exit 1; }
+
+out="${data_dir}/${name}"
+${cmd} "${out}/log/prepare.log" \
+    "${python}" -m espnet_avsr.bin.prepare_misp_data --misp_root "${misp_root}" \
+        --set "${set_}" --field "${field}" --out "${out}" \
+    || { echo "$0: data preparation failed, see ${out}/log/prepare.log" >&2; exit 1; }
+${cmd} "${out}/log/validate.log" "${python}" -m espnet_avsr.bin.validate_data_dir "${out}" \
+    || { echo "$0: ${out} does not validate, see ${out}/log/validate.log" >&2; exit 1; }
+echo "$0: ${out}: $(wc -l < "${out}/text") utterances, $(wc -l < "${out}/wav.scp") recordings"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# MISP audio-visual speech recognition robust to missing video frames
+# (CVPR 2024, "A Study of Dropout-Induced Modality Bias on Robustness to Missing Video
+# Frames for AVSR"). This file is the storyboard; avsr.sh runs the stages.
+#
+#   ./run.sh                          demo: synthetic corpus, tiny models, CPU (2 cores)
+#   ./run.sh --preset bench           GPU benchmark: larger corpus, paper-sized configs
+#   ./run.sh --misp_root /data/MISP2022 --preset bench --ngpu 4   the real corpus (or set db.sh)
+#   ./run.sh --stage 10 --stop_stage 11                           resume / redo a range
+#   ./run.sh -- --force_stage 11 --rep_similarity_samples 0       any avsr.sh option after --
+set -euo pipefail
+{   # parsed whole before it runs: editing run.sh during a run cannot derail that run
+
+preset=demo          # demo | bench
+stage=0
+stop_stage=100
+force_stage=""
+nj=""                # parallel data/decoding jobs (demo 2, bench 8)
+ngpu=""              # training GPUs (demo 0, bench 1); > 1 = DDP through ESPnet
+cmd_backend="${cmd_backend:-local}"   # local | slurm (cmd.sh)
+. ./db.sh
+misp_root="${MISP_ROOT:-}"   # empty = synthetic MISP-format corpus
+hours=""             # size of the synthetic corpus
+frontend=""          # far/middle arrays: wpe_ds | wpe_mvdr | ds | mvdr | first_channel
+speed_perturb_factors=""
+train_args=""        # extra ESPnet training options for every model, e.g. "--max_epoch 5"
+test_missing_rates="0 0.25 0.5 0.75 1.0"
+test_missing_pattern=random
+test_snrs="0 -5"     # babble noise (never seen in training), decoded with complete video
+models=""
+help_message="Usage: ./run.sh [--preset demo|bench] [--stage N] [--stop_stage N] [--nj N] [--ngpu N]
+  [--misp_root DIR] [--hours H] [--frontend wpe_ds|wpe_mvdr|ds|mvdr|first_channel]
+  [--models 'NAME:CONFIG:INIT[:TEACHER] ...'] [--test_missing_rates '...'] [--test_snrs '...']
+  [--train_args '--max_epoch N'] [--cmd_backend local|slurm]
+  Other avsr.sh options pass through after '--' (see ./avsr.sh --help)."
+. utils/parse_options.sh
+extra_args=("$@")   # everything after "--" goes to avsr.sh verbatim
+
+# The experiment list, one model per line: name:config:init[:teacher]
+#   init "-" = from scratch, an audio-only model = map its weights (init_from_asr),
+#   an AV model = start from its checkpoint; teacher = frozen MDA-KD teacher.
+case "${preset}" in
+    demo)
+        # 2 CPU cores: a few minutes of synthetic audio-visual speech, tiny models.
+        : "${nj:=2}" "${ngpu:=0}" "${hours:=0.1}" "${frontend:=wpe_ds}"
+        corpus_preset=demo
+        : "${train_args:=--max_epoch 8}"
+        # The full paper list runs on CPU too (add to --models, ~5 min per AV model):
+        #   AV1:conf/train_avsr_drop_all.yaml:A0 AV2:conf/train_avsr_drop_p05.yaml:A0
+        #   AV3:conf/train_avsr_drop_p05.yaml:AV0 AV5:conf/train_avsr_kd.yaml:AV0:AV0
+        #   AV6:conf/train_adapter.yaml:AV5
+        : "${models:="
+            A0:conf/train_asr.yaml:-
+            AV0:conf/train_avsr.yaml:A0
+        "}"
+        ;;
+    bench)
+        # GPU benchmark: tens of hours, speed perturbation, paper-sized Conformers.
+        : "${nj:=8}" "${ngpu:=1}" "${hours:=20}" "${frontend:=wpe_mvdr}"
+        corpus_preset=bench
+        speed_perturb_factors="${speed_perturb_factors:-0.9 1.0 1.1}"
+        : "${models:="
+            A0:conf/tuning/train_asr_conformer_gpu.yaml:-
+            AV0:conf/tuning/train_avsr_conformer_gpu.yaml:A0
+            AV1:conf/tuning/train_avsr_drop_all_gpu.yaml:A0
+            AV2:conf/tuning/train_avsr_drop_p05_gpu.yaml:A0
+            AV3:conf/tuning/train_avsr_drop_p05_gpu.yaml:AV0
+            AV5:conf/tuning/train_avsr_kd_gpu.yaml:AV0:AV0
+            AV6:conf/tuning/train_adapter_gpu.yaml:AV5
+        "}"
+        ;;
+    *) echo "$0: unknown --preset ${preset} (demo|bench)" >&2; exit 1 ;;
+esac
+
+./avsr.sh \
+    --stage "${stage}" --stop_stage "${stop_stage}" --force_stage "${force_stage}" \
+    --nj "${nj}" --ngpu "${ngpu}" --cmd_backend "${cmd_backend}" \
+    --misp_root "${misp_root}" --hours "${hours}" --corpus_preset "${corpus_preset}" \
+    --train_set train_far --valid_set dev_far --test_sets "eval_far" \
+    --frontend "${frontend}" --speed_perturb_factors "${speed_perturb_factors}" \
+    --models "${models}" --train_args "${train_args}" \
+    --test_missing_rates "${test_missing_rates}" --test_missing_pattern "${test_missing_pattern}" \
+    --test_snrs "${test_snrs}" \
+    "${extra_args[@]}"
+exit $?
+}

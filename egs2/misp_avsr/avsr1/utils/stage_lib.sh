@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Stage bookkeeping for avsr.sh: banners with timing, bounds, skip-if-done markers.
+#
+# Needs: stage, stop_stage, force_stage ("3 7" = redo those stages), marker_dir.
+#   if stage_begin 3 "lip ROIs"; then ...; stage_end; fi
+#   unit <name> <output path> <command...>   run once; later calls skip while
+#                                             the marker and the output both exist.
+
+_stage_now=""; _stage_t0=0
+
+log_msg() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0")) $*"; }
+
+die() { log_msg "ERROR: $*" >&2; exit 1; }
+
+stage_forced() {
+    local s
+    for s in ${force_stage:-}; do [ "${s}" = "$1" ] && return 0; done
+    return 1
+}
+
+# stage_begin N "description": true when N is inside [stage, stop_stage].
+stage_begin() {
+    local n="$1" desc="$2"
+    if [ "${n}" -lt "${stage}" ] || [ "${n}" -gt "${stop_stage}" ]; then return 1; fi
+    _stage_now="${n}"; _stage_t0=$(date +%s)
+    echo "=== Stage ${n}: ${desc} === ($(date '+%Y-%m-%d %H:%M:%S'))"
+    if stage_forced "${n}" && [ -d "${marker_dir}/stage${n}" ]; then
+        log_msg "--force_stage ${n}: removing its done-markers"
+        rm -rf "${marker_dir:?}/stage${n}"
+    fi
+    mkdir -p "${marker_dir}/stage${n}"
+    return 0
+}
+
+stage_end() {
+    local dt=$(( $(date +%s) - _stage_t0 ))
+    echo "=== Stage ${_stage_now} finished in ${dt}s === ($(date '+%Y-%m-%d %H:%M:%S'))"
+    printf '%s\t%s\t%s\n' "${_stage_now}" "${dt}" "$(date '+%Y-%m-%dT%H:%M:%S')" \
+        >> "${marker_dir}/stage_times.tsv"
+}
+
+_marker_path() { echo "${marker_dir}/stage${_stage_now}/${1//\//_}.done"; }
+
+unit_is_done() {
+    local m; m="$(_marker_path "$1")"
+    [ -f "${m}" ] && [ -e "$2" ]
+}
+
+# unit <name> <output> <command...>
+unit() {
+    local name="$1" out="$2"; shift 2
+    if unit_is_done "${name}" "${out}"; then
+        log_msg "[skip] ${name}: done already ($(_marker_path "${name}"))"
+        return 0
+    fi
+    log_msg "[run] ${name}"
+    # A subshell outside any "||" so that `set -e` holds inside shell functions too.
+    local rc
+    set +e
+    ( set -e; "$@" )
+    rc=$?
+    set -e
+    [ "${rc}" -eq 0 ] || die "stage ${_stage_now}, ${name} failed (exit ${rc}; command: $*)"
+    echo "$(date '+%Y-%m-%dT%H:%M:%S') ${out}" > "$(_marker_path "${name}")"
+}

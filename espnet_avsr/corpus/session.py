@@ -1,0 +1,344 @@
+"""Generate one recording session: dialogue, audio arrays, videos, TextGrids, detections.
+
+A session is fully determined by its :class:`SessionSpec` (which carries the corpus
+seed and the session index): independent random streams drive the dialogue, the
+room, the noise, the video and the detections, so e.g. a different video size does
+not change the words or their timings.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.signal import lfilter
+
+from espnet_avsr.corpus import rooms, video
+from espnet_avsr.corpus.faces import FaceStyle, HeadMotion
+from espnet_avsr.corpus.layout import Layout
+from espnet_avsr.corpus.speech import SAMPLE_RATE, SyllableSynth, Voice, synthesize
+from espnet_avsr.corpus.text import FILLERS, Token, make_sentence, to_pinyin
+from espnet_avsr.corpus.visemes import MouthTrack, syllable_viseme
+from espnet_avsr.corpus.writers import write_json, write_textgrid, write_wav
+
+log = logging.getLogger(__name__)
+SAMPLES_PER_FRAME = SAMPLE_RATE // video.FPS  # 640
+
+#: Event kinds of the dialogue and their probabilities.
+KINDS = ("speech", "filler", "noise", "deaf", "short")
+KIND_P = (0.74, 0.08, 0.08, 0.02, 0.08)
+
+
+@dataclass(frozen=True)
+class GenOptions:
+    """Corpus-wide generation settings (everything but sizes and seed)."""
+
+    far_size: Tuple[int, int] = (1920, 1080)
+    middle_size: Tuple[int, int] = (1280, 720)
+    snr_db: Tuple[float, float] = (0.0, 5.0)
+    middle_snr_offset: float = 5.0
+    rt60: Tuple[float, float] = (0.3, 0.7)
+    missing_detection_rate: float = 0.07
+    overlap_prob: float = 0.15
+    crosstalk_db: float = -25.0
+    nested_json_share: float = 0.3
+    utf16_share: float = 0.3
+
+
+@dataclass(frozen=True)
+class SpeakerSpec:
+    """A corpus speaker: 3-digit id, voice and face."""
+
+    spk: str
+    voice: Voice
+    style: FaceStyle
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """Everything needed to generate one session reproducibly."""
+
+    session_id: str
+    split: str
+    index: int
+    seed: int
+    duration: float  # seconds, a multiple of 40 ms
+    room: rooms.RoomGeometry
+    config: int
+    speakers: Tuple[SpeakerSpec, ...]
+    babble_voices: Tuple[Voice, ...]
+    tv_voices: Tuple[Voice, ...]
+    options: GenOptions = field(default_factory=GenOptions)
+
+    @property
+    def n_frames(self) -> int:
+        return int(round(self.duration * video.FPS))
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_frames * SAMPLES_PER_FRAME
+
+    @property
+    def has_middle_near(self) -> bool:
+        return self.split != "eval"
+
+
+@dataclass
+class Event:
+    """One annotated interval of one speaker."""
+
+    spk: int  # index into spec.speakers
+    kind: str
+    start: int  # samples
+    end: int
+    text: str
+    chars: List[Tuple[str, str, int, int]] = field(default_factory=list)  # absolute samples
+    wave: Optional[np.ndarray] = None
+
+
+def _noise_burst(rng: np.random.Generator) -> np.ndarray:
+    """A cough/knock-like burst: coloured noise under a fast-attack envelope."""
+    n = int(rng.uniform(0.15, 0.45) * SAMPLE_RATE)
+    x = lfilter([1.0], [1.0, -rng.uniform(0.3, 0.9)], rng.standard_normal(n))
+    env = np.exp(-np.arange(n) / (n / rng.uniform(2, 5))) * np.minimum(np.arange(n) / 80.0, 1.0)
+    x = x * env
+    return (0.4 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
+
+
+def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Generator) -> List[Event]:
+    """Turn-taking dialogue filling the session: utterances, fillers, noises, overlaps."""
+    n_spk = len(spec.speakers)
+    limit = spec.n_samples - int(0.3 * SAMPLE_RATE)
+    free = [0] * n_spk  # sample where each speaker may speak again
+    events: List[Event] = []
+    cursor = int(rng.uniform(0.3, 1.0) * SAMPLE_RATE)
+    last_start, last_spk = 0, -1
+    fails = 0
+    while fails < 5:
+        if last_spk < 0 or rng.random() < 0.2:
+            spk = int(rng.integers(n_spk))
+        else:
+            spk = int((last_spk + rng.integers(1, n_spk)) % n_spk)
+        kind = str(rng.choice(KINDS, p=KIND_P))
+        voice = spec.speakers[spk].voice
+        if kind == "short":
+            # an annotation sliver (< 40 ms) that dataprep must drop; no audio
+            start = cursor + int(rng.uniform(0.05, 0.2) * SAMPLE_RATE)
+            dur = int(rng.uniform(0.012, 0.035) * SAMPLE_RATE)
+            if start < free[spk] or start + dur > limit:
+                fails += 1
+                continue
+            text = str(rng.choice(["嗯", "啊", "好", "对", "<NOISE>"]))
+            events.append(Event(spk, kind, start, start + dur, text))
+            free[spk] = start + dur + int(0.1 * SAMPLE_RATE)
+            cursor = start + dur
+            continue
+        if kind == "noise":
+            wave, text, chars = _noise_burst(rng), "<NOISE>", []
+        else:
+            if kind == "filler":
+                sentence = str(rng.choice(FILLERS)) + str(rng.choice(["。", "？", ""]))
+            else:
+                sentence = make_sentence(rng)
+                if rng.random() < 0.25:
+                    sentence += make_sentence(rng)
+            tokens: List[Token] = to_pinyin(sentence)
+            utt = synthesize(synth, voice, tokens, rng)
+            wave, chars = utt.wave, utt.chars
+            text = "<DEAF>" if kind == "deaf" else sentence
+        dur = len(wave)
+        if events and spk != last_spk and rng.random() < spec.options.overlap_prob:
+            back = int(rng.uniform(0.2, 0.8) * SAMPLE_RATE)
+            start = max(cursor - back, last_start + int(0.3 * SAMPLE_RATE))
+        else:
+            start = cursor + int(rng.uniform(0.15, 1.2) * SAMPLE_RATE)
+        start = max(start, free[spk] + int(0.2 * SAMPLE_RATE))
+        if start + dur > limit:
+            fails += 1
+            continue
+        chars = [(c, p, a + start, b + start) for c, p, a, b in chars]
+        events.append(Event(spk, kind, start, start + dur, text, chars, wave))
+        free[spk] = start + dur
+        cursor = max(cursor, start + dur)
+        last_start, last_spk = start, spk
+    return events
+
+
+def _stream_speech(synth: SyllableSynth, voices: Sequence[Voice], n: int,
+                   rng: np.random.Generator, pause: Tuple[float, float]) -> np.ndarray:
+    """Continuous speech of ``n`` samples by ``voices`` taking turns (TV or babble talker)."""
+    out = np.zeros(n, np.float32)
+    pos = int(rng.uniform(0, 1.0) * SAMPLE_RATE)
+    while pos < n:
+        voice = voices[int(rng.integers(len(voices)))]
+        w = synthesize(synth, voice, to_pinyin(make_sentence(rng)), rng).wave
+        w = w[: n - pos]
+        out[pos:pos + len(w)] += w
+        pos += len(w) + int(rng.uniform(*pause) * SAMPLE_RATE)
+    return out
+
+
+def _tv_signal(synth: SyllableSynth, spec: SessionSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    """TV sound: programme segments of speech, music, or speech over music."""
+    speech = _stream_speech(synth, spec.tv_voices, n, rng, (0.2, 0.8))
+    mus = rooms.music(n, rng)
+    mus *= np.sqrt(rooms.power(speech) / rooms.power(mus))
+    out = np.zeros(n, np.float32)
+    pos = 0
+    while pos < n:
+        seg = int(rng.uniform(4, 15) * SAMPLE_RATE)
+        kind = rng.integers(3)
+        sl = slice(pos, min(pos + seg, n))
+        if kind == 0:
+            out[sl] = speech[sl]
+        elif kind == 1:
+            out[sl] = mus[sl]
+        else:
+            out[sl] = speech[sl] + 0.4 * mus[sl]
+        pos += seg
+    return out
+
+
+def _textgrid_intervals(events: Sequence[Event], spk: int) -> List[Tuple[float, float, str]]:
+    return [(e.start / SAMPLE_RATE, e.end / SAMPLE_RATE, e.text) for e in events if e.spk == spk]
+
+
+def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
+    """Write all files of one session under ``root``; return its statistics."""
+    ss = np.random.SeedSequence([spec.seed, spec.index])
+    r_text, r_room, r_noise, r_video, r_det, r_file = (np.random.default_rng(s) for s in ss.spawn(6))
+    opts = spec.options
+    lay = Layout(root, spec.split, spec.session_id)
+    lay.make_dirs(spec.has_middle_near)
+    lay.remove_temps()
+    n = spec.n_samples
+    n_spk = len(spec.speakers)
+
+    # ---- dialogue and dry speech ----------------------------------------------------
+    events = plan_dialogue(spec, synth, r_text)
+    dry = np.zeros((n_spk, n), np.float32)
+    active = np.zeros(n, bool)
+    for e in events:
+        if e.wave is not None:
+            dry[e.spk, e.start:e.end] += e.wave
+            if e.kind in ("speech", "filler", "deaf"):
+                active[e.start:e.end] = True
+
+    # ---- room acoustics ---------------------------------------------------------------
+    cfg = rooms.noise_config(spec.config)
+    geom = spec.room
+    spk_pos = geom.speaker_positions(n_spk, r_room)
+    n_babble = int(r_room.integers(3, 6)) if cfg["babble"] else 0
+    sources = [spk_pos]
+    if cfg["tv"]:
+        sources.append(np.array([geom.tv_pos]))
+    if n_babble:
+        sources.append(geom.random_positions(n_babble, r_room))
+    src = np.concatenate(sources, axis=0)
+    mics = geom.mic_positions(spec.has_middle_near)
+    rirs = rooms.compute_rirs(geom, src, mics)
+    m = mics.shape[1]
+    speech_img = np.zeros((m, n), np.float32)
+    for i in range(n_spk):
+        speech_img += rooms.convolve(dry[i], rirs[i], n)
+    noise_img = np.zeros((m, n), np.float32)
+    k = n_spk
+    if cfg["tv"]:
+        noise_img += rooms.convolve(_tv_signal(synth, spec, n, r_noise), rirs[k], n)
+        k += 1
+    for b in range(n_babble):
+        talker = _stream_speech(synth, spec.babble_voices, n, r_noise, (0.1, 0.6))
+        noise_img += rooms.convolve(talker, rirs[k + b], n)
+    ambient = np.stack([rooms.pink_noise(n, r_noise) for _ in range(m)])
+    ambient *= np.sqrt(0.05 * rooms.power(noise_img) / rooms.power(ambient))
+    noise_img += ambient
+
+    far_snr = float(r_noise.uniform(*opts.snr_db))
+    arrays = {"far": (slice(0, rooms.N_FAR), far_snr)}
+    if spec.has_middle_near:
+        arrays["middle"] = (slice(rooms.N_FAR, m), far_snr + opts.middle_snr_offset)
+    for name, (sl, snr) in arrays.items():
+        g = rooms.scale_to_snr(speech_img[sl], noise_img[sl], snr, active)
+        pcm, _ = rooms.to_int16(speech_img[sl] + g * noise_img[sl])
+        for c in range(pcm.shape[0]):
+            path = lay.far_wav(c + 1) if name == "far" else lay.middle_wav(c + 1)
+            write_wav(path, pcm[c], SAMPLE_RATE)
+    del speech_img, noise_img, ambient
+    if spec.has_middle_near:
+        xt = 10 ** (opts.crosstalk_db / 20)
+        total = dry.sum(0)
+        for i, s in enumerate(spec.speakers):
+            near = dry[i] * (1 - xt) + xt * total
+            near += 10 ** (-55 / 20) * r_noise.standard_normal(n).astype(np.float32)
+            write_wav(lay.near_wav(s.spk), rooms.to_int16(near, 0.5)[0], SAMPLE_RATE)
+
+    # ---- transcripts and alignment ----------------------------------------------------
+    for i, s in enumerate(spec.speakers):
+        enc = "utf-16" if r_file.random() < opts.utf16_share else "utf-8"
+        write_textgrid(lay.textgrid(s.spk), _textgrid_intervals(events, i), spec.duration, enc)
+    align = {
+        "session": spec.session_id, "sample_rate": SAMPLE_RATE, "duration": spec.duration,
+        "speakers": {
+            s.spk: [
+                {"kind": e.kind, "start": e.start / SAMPLE_RATE, "end": e.end / SAMPLE_RATE,
+                 "text": e.text,
+                 "chars": [[c, p, a / SAMPLE_RATE, b / SAMPLE_RATE, syllable_viseme(p) if p else ""]
+                           for c, p, a, b in e.chars]}
+                for e in events if e.spk == i
+            ]
+            for i, s in enumerate(spec.speakers)
+        },
+    }
+    write_json(lay.alignment(), align)
+
+    # ---- video and detections -----------------------------------------------------------
+    motions = [HeadMotion.random(r_video, spec.duration) for _ in spec.speakers]
+    tracks = [
+        MouthTrack.from_syllables(
+            [(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for e in events if e.spk == i
+             for _, p, a, b in e.chars if p])
+        for i in range(n_spk)
+    ]
+    light = 0.65 if cfg["night"] else 1.0
+    far_bg, tv_box = video.make_background(r_video, opts.far_size, light, cfg["tv"])
+    layout = video.far_layout(n_spk, opts.far_size, [s.style for s in spec.speakers], r_video)
+    people = [video.Person(s.spk, s.style, motions[i], tracks[i], *layout[i])
+              for i, s in enumerate(spec.speakers)]
+    views = [(lay.far_mp4(), video.Scene(far_bg, people, light, tv_box, int(r_video.integers(1 << 30))))]
+    if spec.has_middle_near:
+        for i, s in enumerate(spec.speakers):
+            bg, _ = video.make_background(r_video, opts.middle_size, light, False)
+            cx, cy, fw = video.middle_layout(opts.middle_size, s.style, r_video)
+            person = video.Person(s.spk, s.style, motions[i], tracks[i], cx, cy, fw)
+            views.append((lay.middle_mp4(s.spk), video.Scene(bg, [person], light)))
+    missing = []
+    for path, scene in views:
+        boxes = video.render_video(scene, spec.n_frames, path)
+        det = video.detections(boxes, opts.missing_detection_rate, r_det,
+                               nested=bool(r_det.random() < opts.nested_json_share))
+        write_json(lay.detection(path), det)
+        frames = det["frames"] if "frames" in det else det
+        found = sum(len(v) for v in frames.values())
+        missing.append(1.0 - found / max(1, spec.n_frames * len(scene.people)))
+
+    kept = [e for e in events if e.kind == "speech"]
+    return {
+        "session": spec.session_id,
+        "split": spec.split,
+        "duration": spec.duration,
+        "speakers": [s.spk for s in spec.speakers],
+        "utterances": len(kept),
+        "characters": sum(sum(1 for _, p, _, _ in e.chars if p) for e in kept),
+        "speech_seconds": round(sum(e.end - e.start for e in kept) / SAMPLE_RATE, 3),
+        "fillers": sum(e.kind == "filler" for e in events),
+        "noise_intervals": sum(e.kind == "noise" for e in events),
+        "deaf_intervals": sum(e.kind == "deaf" for e in events),
+        "short_intervals": sum(e.kind == "short" for e in events),
+        "far_snr_db": round(far_snr, 2),
+        "rt60": round(geom.rt60, 3),
+        "config": spec.config,
+        "tv": cfg["tv"],
+        "babble": cfg["babble"],
+        "missing_detection_share": round(float(np.mean(missing)), 4),
+    }

@@ -1,0 +1,95 @@
+"""End to end: the whole recipe on a tiny synthetic corpus, 1-epoch models, one missing rate."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "egs2" / "misp_avsr" / "avsr1"
+TEXT_TIER = "内容层"
+
+
+def _tier_intervals(path: Path) -> int:
+    """Labelled intervals of the text tier, counted independently of dataprep (praatio)."""
+    from praatio import textgrid
+
+    raw = path.read_bytes()
+    enc = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    tmp = path.with_suffix(".utf8.tmp")
+    try:
+        tmp.write_text(raw.decode(enc), encoding="utf-8")
+        tg = textgrid.openTextgrid(str(tmp), includeEmptyIntervals=False)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sum(1 for e in tg.getTier(TEXT_TIER).entries if e.label.strip())
+
+
+def _lines(path: Path) -> list:
+    return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_recipe_end_to_end(tmp_path):
+    work = tmp_path
+    cmd = [
+        "./run.sh", "--hours", "0.01", "--nj", "2", "--frontend", "first_channel",
+        "--models", "A0:conf/train_asr.yaml:- AV0:conf/train_avsr.yaml:A0",
+        "--test_missing_rates", "0.5", "--test_snrs", "0",
+        "--",
+        "--corpus_preset", "tiny", "--rep_similarity_samples", "0",
+        "--corpus_dir", str(work / "corpus"), "--data_dir", str(work / "data"),
+        "--dumpdir", str(work / "dump"), "--expdir", str(work / "exp"),
+        "--train_args", "--max_epoch 1", "--decode_nj", "1",
+    ]
+    r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=880)
+    assert r.returncode == 0, f"recipe failed:\n{r.stdout[-6000:]}\n{r.stderr[-6000:]}"
+    for n in range(0, 12):
+        if n == 4:  # speed perturbation is off in this run
+            continue
+        assert f"=== Stage {n}:" in r.stdout, f"stage {n} did not run"
+
+    # data dirs validate and hold every TextGrid interval that was not dropped
+    for name in ("train_far", "dev_far", "eval_far"):
+        d = work / "data" / name
+        v = subprocess.run(
+            [sys.executable, "-m", "espnet_avsr.bin.validate_data_dir", str(d)],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        assert v.returncode == 0, v.stderr
+        report = json.loads((d / "prep_report.json").read_text())
+        set_ = name.split("_")[0]
+        tgs = sorted((work / "corpus" / "transcription" / set_).glob("*.TextGrid"))
+        assert tgs
+        n_intervals = sum(_tier_intervals(p) for p in tgs)
+        assert n_intervals == report["num_intervals"]
+        n_utts = len(_lines(d / "text"))
+        assert n_utts == n_intervals - report["num_dropped"] > 0
+        dumped = len(_lines(work / "dump" / "raw" / name / "wav.scp"))
+        assert 0 < dumped <= n_utts
+
+    # every decode was scored, and the report has a row per model
+    res_a0 = work / "exp" / "A0" / "decode_eval_far" / "score_cer" / "result.json"
+    res_av0 = work / "exp" / "AV0" / "decode_eval_far_miss0.5_random" / "score_cer" / "result.json"
+    res_noise = work / "exp" / "AV0" / "decode_eval_far_babble0_miss0_random" / "score_cer" / "result.json"
+    for res in (res_a0, res_av0, res_noise):
+        rec = json.loads(res.read_text())
+        assert 0.0 <= rec["cer"] and rec["num_utts"] > 0
+    meta = json.loads(res_av0.read_text())["meta"]
+    assert (meta["model"], meta["init"], meta["missing_rate"], meta["train_dropout"]) == ("AV0", "A0", 0.5, 0)
+    assert json.loads(res_noise.read_text())["meta"]["snr"] == 0
+    results = (work / "exp" / "RESULTS.md").read_text(encoding="utf-8")
+    assert re.search(r"^\|\s*A0\s*\|", results, re.M), results
+    assert re.search(r"^\|\s*AV0\s*\|", results, re.M), results
+
+    # re-running the finished recipe is a no-op apart from the report
+    r2 = subprocess.run(cmd[:1] + ["--stage", "1", "--stop_stage", "10"] + cmd[1:], cwd=RECIPE,
+                        capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "[run]" not in r2.stdout and "[skip] train_AV0" in r2.stdout
