@@ -18,6 +18,13 @@ CLI::
 Missing frames are simulated per utterance with ``simulate_missing(video, utt_id, ...)``
 so every model decoded with the same seed sees the same frames. ``--audio_only`` feeds no
 video (every frame missing). Outputs ``<output_dir>/1best_recog/{text,token,token_int,score}``.
+
+MS-Adapters: ``--adapter_file adapters.pth`` (an adapter-only file, or a full
+``ms_adapter`` checkpoint) adds adapters to the model of ``--asr_model_file`` (a base AV
+model with its own config, or an ``ms_adapter`` config). ``--adapter_switch auto`` (default)
+routes an utterance whose video is entirely missing (after the simulation), or absent,
+to the adapted audio-only path (encoder *and* beam search); ``off`` always decodes with
+the base AV path; ``always`` decodes every utterance audio-only with adapters.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import yaml
 
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.main_funcs.pack_funcs import unpack
@@ -47,10 +55,56 @@ from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
 from espnet_avsr.data.missing_video import FILLS, PATTERNS, simulate_missing
+from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key, load_state_file
 from espnet_avsr.models.decoders import MemorySliceCTC
+from espnet_avsr.models.ms_adapter import SWITCH_MODES, MSAdapterModel, adapter_conf_for, maybe_adapter_scope
 from espnet_avsr.tasks.avsr import AVSRTask
 
 Result = Tuple[Optional[str], List[str], List[int], Hypothesis]
+
+
+def build_model(
+    config_file: Union[Path, str],
+    model_file: Union[Path, str, None],
+    device: str = "cpu",
+    adapter_file: Union[Path, str, None] = None,
+) -> Tuple[torch.nn.Module, argparse.Namespace]:
+    """Model from a training config + weights, plus MS-Adapters from ``adapter_file``.
+
+    A base (``model: espnet``) config becomes an ``ms_adapter`` model whose adapter_conf
+    is read off the adapter file; an adapter-only file given as ``model_file`` is refused
+    (its base weights would be random).
+    """
+    config_file = Path(config_file)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"training config not found: {config_file}")
+    with config_file.open(encoding="utf-8") as f:
+        args = argparse.Namespace(**yaml.safe_load(f))
+    adapters = None
+    if adapter_file is not None:
+        adapters = load_state_file(str(adapter_file))
+        check_adapter_only(adapters, str(adapter_file))
+        adapters = {k: v for k, v in adapters.items() if is_adapter_key(k)}
+        if getattr(args, "model", "espnet") != "ms_adapter":
+            model_conf = dict(getattr(args, "model_conf", None) or {})
+            model_conf["adapter_conf"] = adapter_conf_for(adapters)
+            args.model, args.model_conf = "ms_adapter", model_conf
+    model = AVSRTask.build_model(args)
+    model.to(device)
+    if model_file is not None:
+        state = load_state_file(str(model_file))
+        if state and all(is_adapter_key(k) for k in state):
+            raise ValueError(
+                f"{model_file}: holds only adapter tensors; pass the base model as --asr_model_file "
+                "and this file as --adapter_file"
+            )
+        result = model.load_state_dict(state, strict=False)
+        base_missing = [k for k in result.missing_keys if not is_adapter_key(k)]
+        if base_missing:
+            raise ValueError(f"{model_file}: does not fit {config_file}; missing e.g. {base_missing[:4]}")
+    if adapters is not None:
+        model.load_state_dict(adapters, strict=True)
+    return model, args
 
 
 class AVSpeech2Text:
@@ -73,9 +127,18 @@ class AVSpeech2Text:
         lm_file: Union[Path, str, None] = None,
         lm_weight: float = 0.0,
         normalize_length: bool = False,
+        adapter_file: Union[Path, str, None] = None,
+        adapter_switch: str = "auto",
     ):
-        model, train_args = AVSRTask.build_model_from_file(asr_train_config, asr_model_file, device)
+        if adapter_switch not in SWITCH_MODES:
+            raise ValueError(f"adapter_switch must be one of {SWITCH_MODES}, got {adapter_switch!r}")
+        model, train_args = build_model(asr_train_config, asr_model_file, device, adapter_file)
         model.to(dtype=getattr(torch, dtype)).eval()
+        if isinstance(model, MSAdapterModel):
+            model.adapter_switch = adapter_switch
+        elif adapter_switch == "always":
+            raise ValueError("adapter_switch 'always' needs adapters: pass --adapter_file or an ms_adapter model")
+        self.last_route = "av"
         self.model, self.train_args = model, train_args
         self.device, self.dtype = device, dtype
         token_list = model.token_list
@@ -154,9 +217,15 @@ class AVSpeech2Text:
             if video_missing is not None:
                 batch["video_missing"] = torch.as_tensor(np.asarray(video_missing, dtype=bool)).unsqueeze(0)
         batch = to_device(batch, device=self.device)
-        enc, enc_lens, aux = self.model.encode(**batch, return_hidden=True)
-        memory = self.model.decoder_memory(enc, aux)[0]
-        hyps = self.beam_search(x=memory, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
+        adapted = isinstance(self.model, MSAdapterModel) and bool(
+            self.model.audio_only_rows(1, batch.get("video"), batch.get("video_lengths"), batch.get("video_missing"))[0]
+        )
+        self.last_route = "adapter" if adapted else "av"
+        # the decoder adapters must stay on (or off) for the whole beam search
+        with maybe_adapter_scope(self.model, adapted):
+            enc, enc_lens, aux = self.model.encode(**batch, return_hidden=True)
+            memory = self.model.decoder_memory(enc, aux)[0]
+            hyps = self.beam_search(x=memory, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
         results = []
         for hyp in hyps[: self.nbest]:
             token_int = [int(t) for t in hyp.yseq[1:-1].tolist() if int(t) != 0]
@@ -201,7 +270,7 @@ def inference(
         allow_variable_data_keys=allow_variable_data_keys,
         inference=True,
     )
-    n_missing = n_frames = 0
+    n_missing = n_frames = n_adapted = 0
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             key = keys[0]
@@ -216,6 +285,7 @@ def inference(
                     n_missing += int(mask.sum())
                 n_frames += int(video.shape[0])
             results = s2t(speech, video, mask)
+            n_adapted += s2t.last_route == "adapter"
             for n, (text, token, token_int, hyp) in enumerate(results, 1):
                 w = writer[f"{n}best_recog"]
                 w["token"][key] = " ".join(token)
@@ -226,6 +296,8 @@ def inference(
             logging.info(f"{key}: {results[0][0] if results else ''}")
     if n_frames:
         logging.info(f"simulated missing video frames: {n_missing}/{n_frames}")
+    if isinstance(s2t.model, MSAdapterModel):
+        logging.info(f"utterances decoded on the adapter (audio-only) path: {n_adapted}")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -246,6 +318,10 @@ def get_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("The model configuration related")
     g.add_argument("--asr_train_config", type=str, required=True)
     g.add_argument("--asr_model_file", type=str, required=True)
+    g.add_argument("--adapter_file", type=str_or_none, default=None,
+                   help="MS-Adapter weights (adapter-only file or full ms_adapter checkpoint)")
+    g.add_argument("--adapter_switch", default="auto", choices=SWITCH_MODES,
+                   help="auto: adapters for utterances with no video frame; off: base AV path; always: adapters")
     g.add_argument("--lm_train_config", type=str_or_none)
     g.add_argument("--lm_file", type=str_or_none)
     g = parser.add_argument_group("Beam-search related")

@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - optional; only speed is affected
 PathLike = Union[str, Path]
 METHODS = ("wpe_ds", "wpe_mvdr", "ds", "mvdr", "first_channel")
 SAMPLE_RATE = 16000
+MAX_LENGTH_MISMATCH = SAMPLE_RATE // 2  # channels of one array may differ by < 0.5 s (trimmed ends)
 
 
 @dataclass
@@ -190,6 +191,13 @@ class ArrayReader:
             raise DataPrepError(bad, f"expected {SAMPLE_RATE} Hz audio, got rates {sorted(rates)}")
         lengths = [f.frames for f in self.files]
         self.n_samples = min(lengths)
+        if max(lengths) - self.n_samples > MAX_LENGTH_MISMATCH:
+            short = self.paths[lengths.index(self.n_samples)]
+            self.close()
+            raise DataPrepError(
+                short, f"array channels differ in length by more than {MAX_LENGTH_MISMATCH} samples: {lengths} "
+                f"(truncated channel?)"
+            )
         if max(lengths) != self.n_samples:
             logging.warning("%s: channel lengths differ %s; using the shortest", self.paths[0], lengths)
 

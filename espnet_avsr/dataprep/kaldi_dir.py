@@ -47,8 +47,15 @@ def read_pairs(path: PathLike) -> List[Tuple[str, str]]:
     if not path.is_file():
         raise DataPrepError(path, "file not found")
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataPrepError(
+                    path, f"line {lineno} is not UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start}); "
+                    "re-encode the file as UTF-8"
+                ) from None
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip():
                 continue

@@ -31,7 +31,15 @@ def _array_channels(audio_dir: Path, session: Session, tag: str) -> List[Path]:
             m = pat.match(p.name)
             if m:
                 found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
+    found.sort()
+    numbers = [n for n, _ in found]
+    if numbers and numbers != list(range(1, len(numbers) + 1)):
+        gap = next(n for n in range(1, numbers[-1] + 1) if n not in numbers)
+        raise DataPrepError(
+            audio_dir / f"{session.id}_{tag}_{gap}.wav",
+            f"channel {gap} missing (found channels {numbers}); an array needs channels 1..N",
+        )
+    return [p for _, p in found]
 
 
 def _recording(root: Path, set_name: str, field: str, session: Session, spk: str) -> Tuple[str, Path, List[Path]]:
@@ -109,6 +117,7 @@ def prepare_misp_data(
     missing_json: List[str] = []
     sessions = set()
     n_intervals = 0
+    n_chans: Dict[str, Tuple[int, Path]] = {}
 
     for tg_path in textgrids:
         parsed = parse_near_stem(tg_path.stem)
@@ -121,9 +130,14 @@ def prepare_misp_data(
         rec, wav, chans = _recording(root, set_name, field, session, spk)
         intervals = read_text_tier(tg_path, tier)
         kept_utts = []
+        prev_end = float("-inf")
         for iv in intervals:
             n_intervals += 1
             kept, reason = filter_interval(iv)
+            if kept is not None and iv.start < prev_end - 1e-9:
+                kept, reason = None, "overlaps_previous"
+            if kept is not None:
+                prev_end = max(prev_end, iv.end)
             if kept is not None:
                 uid = utt_id(spk, session, kept.start, kept.end)
                 if uid in files["text"]:
@@ -144,6 +158,7 @@ def prepare_misp_data(
         files["wav.scp"][rec] = str(wav.resolve())
         if "channels.scp" in files:
             files["channels.scp"][rec] = " ".join(str(c.resolve()) for c in chans)
+            n_chans[rec] = (len(chans), chans[0])
 
         chosen = None
         for vf in vfields:
@@ -171,6 +186,14 @@ def prepare_misp_data(
 
     if not files["text"]:
         raise DataPrepError(tg_dir, f"no utterance survived filtering ({dict(drops)})")
+    counts = Counter(n for n, _ in n_chans.values())
+    if len(counts) > 1:  # e.g. one far array with 5 of its 6 channels
+        usual = counts.most_common(1)[0][0]
+        rec, (n, first) = min(n_chans.items(), key=lambda kv: (kv[1][0] == usual, kv[1][0]))
+        raise DataPrepError(
+            first.parent / f"{rec}_{n + 1}.wav" if n < usual else first,
+            f"recording {rec} has {n} channels, other {field} recordings have {usual} (channel counts {dict(counts)})",
+        )
     save_dir(out, files)
     report = {
         "set": set_name,

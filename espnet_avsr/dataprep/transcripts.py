@@ -65,8 +65,9 @@ def decode_textgrid_bytes(raw: bytes, path: Union[str, Path] = "<bytes>") -> str
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    # BOM-less UTF-16: ASCII-heavy text has NUL in every other byte.
-    if len(raw) >= 2 and len(raw) % 2 == 0:
+    # BOM-less UTF-16: ASCII-heavy text has NUL in every other byte. Without NULs it is a
+    # legacy 8-bit/GBK file, which UTF-16 would "decode" into garbage without raising.
+    if len(raw) >= 2 and len(raw) % 2 == 0 and raw.count(0) >= len(raw) // 8:
         even_nuls = raw[0::2].count(0)
         odd_nuls = raw[1::2].count(0)
         enc = "utf-16-le" if odd_nuls > even_nuls else "utf-16-be"
@@ -74,7 +75,10 @@ def decode_textgrid_bytes(raw: bytes, path: Union[str, Path] = "<bytes>") -> str
             return raw.decode(enc)
         except UnicodeDecodeError:
             pass
-    raise DataPrepError(path, "cannot decode TextGrid: neither UTF-8 nor UTF-16")
+    raise DataPrepError(
+        path, "cannot decode TextGrid: neither UTF-8 nor UTF-16 (a legacy encoding such as GBK or latin-1? "
+        "re-save it as UTF-8)"
+    )
 
 
 def read_text_tier(path: Union[str, Path], tier_name: str = TEXT_TIER) -> List[Interval]:
@@ -119,6 +123,8 @@ def filter_interval(iv: Interval) -> Tuple[Optional[Kept], Optional[str]]:
     for tag, reason in DROP_TAGS.items():
         if tag in iv.label.upper():
             return None, reason
+    if iv.end < iv.start:
+        return None, "reversed_interval"
     if iv.end - iv.start < MIN_DURATION - 1e-9:
         return None, "too_short"
     text = clean_text(iv.label)

@@ -15,6 +15,11 @@ differences raise ``AVLengthMismatchError`` naming the utterance (``on_length_mi
 error``, the default) or, with ``on_length_mismatch: repeat_last``, the audio length wins:
 longer video is trimmed, shorter video is extended by repeating its last frame and the
 added frames are flagged missing.
+
+Audio-only route (``forward_audio_only``, used by the MS-Adapter switch): the audio
+stream runs through ``audio_blocks`` without cross-attention, an optional ``bridge``
+module stands in for the merge FFN, then ``shared_blocks``; the video projection, video
+blocks, cross-attention and merge are not computed at all.
 """
 
 from __future__ import annotations
@@ -230,6 +235,42 @@ class AVConformerEncoder(AbsEncoder):
         x = self.merge(audio, video)
         hidden["video"] = video
         hidden["video_missing"] = missing
+        if return_hidden:
+            hidden["fusion"] = x
+        for j, block in enumerate(self.shared_blocks):
+            (x, _), _ = block((x, pos), mask)
+            if return_hidden:
+                hidden[f"shared.{j}"] = x
+        x = self.after_norm(x)
+        return x, lengths, hidden
+
+    def forward_audio_only(
+        self,
+        feats: torch.Tensor,
+        feats_lengths: torch.Tensor,
+        return_hidden: bool = False,
+        bridge: Optional[nn.Module] = None,
+    ) -> EncoderOutput:
+        """Audio blocks -> ``bridge`` (identity when None) -> shared blocks; no video work.
+
+        ``aux`` mirrors ``forward``: ``video`` is a zero stream (only read by a fusion
+        decoder's memory), ``video_missing`` flags every valid frame; with ``return_hidden``
+        also ``audio.<i>``, ``fusion`` (the bridge output) and ``shared.<j>``.
+        """
+        audio, lengths = self.subsample_audio(feats, feats_lengths)
+        t = int(lengths.max())
+        audio = audio[:, :t]
+        valid = ~make_pad_mask(lengths, maxlen=t).to(audio.device)
+        mask = valid[:, None, :]
+        audio, pos = self.audio_pos(audio)
+        hidden: Dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.audio_blocks):
+            (audio, _), _ = block((audio, pos), mask)
+            if return_hidden:
+                hidden[f"audio.{i}"] = audio
+        x = audio if bridge is None else bridge(audio)
+        hidden["video"] = x.new_zeros(x.shape)
+        hidden["video_missing"] = valid
         if return_hidden:
             hidden["fusion"] = x
         for j, block in enumerate(self.shared_blocks):

@@ -157,18 +157,50 @@ class ESPnetAVSRModel(ESPnetASRModel):
             return enc, enc_lens, hidden
         return enc, enc_lens
 
+    def encode_audio_only(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        return_hidden: bool = False,
+        bridge: Optional[torch.nn.Module] = None,
+    ) -> EncodeResult:
+        """Audio front-end + the encoder's audio-only route (no video front-end, no fusion).
+
+        The MS-Adapter switch calls this for samples without video; ``bridge`` replaces
+        the merge FFN (see ``AVConformerEncoder.forward_audio_only``).
+        """
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        if self.normalize is not None:
+            feats, feats_lengths = self.normalize(feats, feats_lengths)
+        enc, enc_lens, hidden = self.encoder.forward_audio_only(
+            feats, feats_lengths, return_hidden=return_hidden, bridge=bridge
+        )
+        if return_hidden:
+            return enc, enc_lens, hidden
+        return enc, enc_lens
+
     def forward(
         self,
         speech: torch.Tensor,
         speech_lengths: torch.Tensor,
-        video: torch.Tensor,
-        video_lengths: torch.Tensor,
-        text: torch.Tensor,
-        text_lengths: torch.Tensor,
+        video: Optional[torch.Tensor] = None,
+        video_lengths: Optional[torch.Tensor] = None,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
         video_missing: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """Video dropout (training) + encode + CTC/attention losses."""
+        if video is None or video_lengths is None:
+            # the task lets 'video' be optional so audio-only dumps can train MS-Adapters
+            raise ValueError(
+                f"{type(self).__name__} needs 'video' in every batch: pass roi.scp as "
+                "'<dump>/roi.scp,video,npy' (audio-only data dirs only suit model: ms_adapter)"
+            )
+        if text is None or text_lengths is None:
+            raise ValueError(f"{type(self).__name__}.forward needs 'text' (and text_lengths)")
         batch_size = speech.shape[0]
         text[text == -1] = self.ignore_id
         text = text[:, : text_lengths.max()]

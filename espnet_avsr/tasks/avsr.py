@@ -4,8 +4,11 @@ Mirrors ``espnet2.tasks.asr.ASRTask``: ClassChoices for frontend / specaug / nor
 video_frontend / encoder / decoder / model / preprocessor, each with ``--<name>`` and
 ``--<name>_conf``. An unknown class name in a config fails listing the valid choices.
 
-Data names: training needs ``speech`` (sound), ``video`` (npy uint8 (T, 96, 96)) and
-``text``; inference needs ``speech`` and takes ``video`` optionally (audio-only decoding).
+Data names: training needs ``speech`` (sound) and ``text`` and takes ``video`` (npy uint8
+(T, 96, 96)) optionally; inference needs ``speech`` and takes ``video`` optionally
+(audio-only decoding). ``video`` is optional in training so that MS-Adapters
+(``model: ms_adapter``) train on audio-only dumps (wav.scp + text); the AV models raise
+a clear error when a batch comes without video.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from espnet_avsr.data.collate import AVCollateFn
 from espnet_avsr.data.video_preprocessor import AVSRPreprocessor
 from espnet_avsr.models.registry import REGISTRY, load_plugins
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
+from espnet_avsr.tasks.trainer import AVSRTrainer
 
 load_plugins()
 
@@ -83,7 +87,7 @@ class AVSRTask(AbsTask):
         preprocessor_choices,
     ]
 
-    trainer = Trainer
+    trainer = AVSRTrainer
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
@@ -149,11 +153,11 @@ class AVSRTask(AbsTask):
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("speech",) if inference else ("speech", "video", "text")
+        return ("speech",) if inference else ("speech", "text")
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("video",) if inference else ()
+        return ("video",)
 
     @classmethod
     @typechecked
