@@ -205,9 +205,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         text[text == -1] = self.ignore_id
         text = text[:, : text_lengths.max()]
         video = video[:, : int(video_lengths.max())]
-        if self.training and self.video_dropout is not None and self.video_dropout.prob > 0:
-            video, drop = self.drop_video(video, video_lengths)
-            video_missing = drop if video_missing is None else (video_missing[:, : drop.size(1)] | drop)
+        video, video_missing, _ = self.apply_training_dropout(video, video_lengths, video_missing)
         enc, enc_lens, aux = self.encode(
             speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=kwargs.get("utt_id")
         )
@@ -216,6 +214,20 @@ class ESPnetAVSRModel(ESPnetASRModel):
             stats["video_missing_rate"] = aux["video_missing"].float().sum() / enc_lens.sum().clamp(min=1)
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
+
+    def apply_training_dropout(
+        self, video: torch.Tensor, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Training-mode video dropout merged into ``video_missing``.
+
+        Returns ``(video, video_missing, dropped)``; ``dropped`` is None when no dropout ran.
+        The one place forward and the KD wrapper draw dropout, so both use the RNG alike.
+        """
+        if not (self.training and self.video_dropout is not None and self.video_dropout.prob > 0):
+            return video, video_missing, None
+        video, dropped = self.drop_video(video, video_lengths)
+        merged = dropped if video_missing is None else (video_missing[:, : dropped.size(1)] | dropped)
+        return video, merged, dropped
 
     def losses(
         self,

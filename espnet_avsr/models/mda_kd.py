@@ -284,10 +284,7 @@ class MDAKDModel(ESPnetAVSRModel):
         complete, complete_missing = video, video_missing
         # same order of RNG use as ESPnetAVSRModel.forward: dropout, then the student's specaug
         # (the eval-mode teacher draws no random numbers)
-        dropped = None
-        if self.training and self.video_dropout is not None and self.video_dropout.prob > 0:
-            video, dropped = self.drop_video(video, video_lengths)
-            video_missing = dropped if video_missing is None else (video_missing[:, : dropped.size(1)] | dropped)
+        video, video_missing, dropped = self.apply_training_dropout(video, video_lengths, video_missing)
 
         teacher = self.teacher(speech.device)
         t_views, t_lens = self._teacher_views(
