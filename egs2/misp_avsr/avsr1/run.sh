@@ -4,14 +4,16 @@
 # Frames for AVSR"). This file is the storyboard; avsr.sh runs the stages.
 #
 #   ./run.sh                          demo: synthetic corpus, tiny models, CPU (2 cores)
+#   ./run.sh --preset small           CPU, ~1.5 h: 0.6 h corpus, models that learn
 #   ./run.sh --preset bench           GPU benchmark: larger corpus, paper-sized configs
 #   ./run.sh --misp_root /data/MISP2022 --preset bench --ngpu 4   the real corpus (or set db.sh)
+#   ./run.sh --preset small --dropout_study true   + the dropout study (AVd0.1 ... AVd0.7)
 #   ./run.sh --stage 10 --stop_stage 11                           resume / redo a range
 #   ./run.sh -- --force_stage 11 --rep_similarity_samples 0       any avsr.sh option after --
 set -euo pipefail
 {   # parsed whole before it runs: editing run.sh during a run cannot derail that run
 
-preset=demo          # demo | bench
+preset=demo          # demo | small | bench
 stage=0
 stop_stage=100
 force_stage=""
@@ -28,10 +30,12 @@ test_missing_rates="0 0.25 0.5 0.75 1.0"
 test_missing_pattern=random
 test_snrs="0 -5"     # babble noise (never seen in training), decoded with complete video
 models=""
-help_message="Usage: ./run.sh [--preset demo|bench] [--stage N] [--stop_stage N] [--nj N] [--ngpu N]
+dropout_study=false  # true: also train AVd0.1/0.3/0.5/0.7 (video dropout on every sample) for the study figures
+dropout_study_rates="0.1 0.3 0.5 0.7"
+help_message="Usage: ./run.sh [--preset demo|small|bench] [--stage N] [--stop_stage N] [--nj N] [--ngpu N]
   [--misp_root DIR] [--hours H] [--frontend wpe_ds|wpe_mvdr|ds|mvdr|first_channel]
   [--models 'NAME:CONFIG:INIT[:TEACHER] ...'] [--test_missing_rates '...'] [--test_snrs '...']
-  [--train_args '--max_epoch N'] [--cmd_backend local|slurm]
+  [--train_args '--max_epoch N'] [--cmd_backend local|slurm] [--dropout_study true]
   Other avsr.sh options pass through after '--' (see ./avsr.sh --help)."
 . utils/parse_options.sh
 extra_args=("$@")   # everything after "--" goes to avsr.sh verbatim
@@ -54,6 +58,16 @@ case "${preset}" in
             AV0:conf/train_avsr.yaml:A0
         "}"
         ;;
+    small)
+        # 2 CPU cores, ~1.5 h: the smallest run in which the models learn (RESULTS.md).
+        # 0.6 h of synthetic sessions, delay-and-sum front-end (WPE would add ~45 min).
+        : "${nj:=2}" "${ngpu:=0}" "${hours:=0.6}" "${frontend:=ds}"
+        corpus_preset=demo
+        : "${models:="
+            A0:conf/train_asr.yaml:-
+            AV0:conf/train_avsr.yaml:A0
+        "}"
+        ;;
     bench)
         # GPU benchmark: tens of hours, speed perturbation, paper-sized Conformers.
         : "${nj:=8}" "${ngpu:=1}" "${hours:=20}" "${frontend:=wpe_mvdr}"
@@ -69,8 +83,11 @@ case "${preset}" in
             AV6:conf/tuning/train_adapter_gpu.yaml:AV5
         "}"
         ;;
-    *) echo "$0: unknown --preset ${preset} (demo|bench)" >&2; exit 1 ;;
+    *) echo "$0: unknown --preset ${preset} (demo|small|bench)" >&2; exit 1 ;;
 esac
+
+study_args=()
+[ "${dropout_study}" = true ] && study_args=(--dropout_study_rates "${dropout_study_rates}")
 
 ./avsr.sh \
     --stage "${stage}" --stop_stage "${stop_stage}" --force_stage "${force_stage}" \
@@ -80,7 +97,7 @@ esac
     --frontend "${frontend}" --speed_perturb_factors "${speed_perturb_factors}" \
     --models "${models}" --train_args "${train_args}" \
     --test_missing_rates "${test_missing_rates}" --test_missing_pattern "${test_missing_pattern}" \
-    --test_snrs "${test_snrs}" \
+    --test_snrs "${test_snrs}" "${study_args[@]}" \
     "${extra_args[@]}"
 exit $?
 }

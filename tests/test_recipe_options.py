@@ -1,0 +1,56 @@
+"""Recipe options that shape the experiment: the dropout study and training threads."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1"
+RUN_LOCAL = RECIPE / "utils" / "run_local.sh"
+
+
+def _avsr(tmp_path, *args):
+    """avsr.sh past its last stage: options are parsed and models derived, nothing runs."""
+    cmd = ["./avsr.sh", "--stage", "99", "--stop_stage", "99", "--expdir", str(tmp_path / "exp"), *args]
+    return subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=120)
+
+
+def test_dropout_study_derives_one_config_per_rate(tmp_path):
+    r = _avsr(tmp_path, "--dropout_study_rates", "0.1 0.7")
+    assert r.returncode == 0, r.stderr
+    base = yaml.safe_load((RECIPE / "conf" / "train_avsr.yaml").read_text(encoding="utf-8"))
+    for rate in (0.1, 0.7):
+        path = tmp_path / "exp" / "conf" / f"train_avsr_drop_r{rate}.yaml"
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert cfg["model_conf"]["video_dropout"] == {"prob": 1.0, "rate": rate, "pattern": "random", "fill": "zeros"}
+        # everything else is the base config, so the study varies only the dropout rate
+        cfg["model_conf"]["video_dropout"] = base["model_conf"]["video_dropout"]
+        assert cfg == base
+    assert sorted(p.name for p in (tmp_path / "exp" / "conf").iterdir()) == [
+        "train_avsr_drop_r0.1.yaml", "train_avsr_drop_r0.7.yaml"]
+
+
+def test_dropout_study_rejects_a_bad_rate(tmp_path):
+    r = _avsr(tmp_path, "--dropout_study_rates", "0.3 1.5")
+    assert r.returncode != 0
+    assert "rate must be in (0, 1], got 1.5" in r.stderr
+
+
+def test_dropout_study_needs_its_init_model_declared(tmp_path):
+    r = _avsr(tmp_path, "--dropout_study_rates", "0.3", "--dropout_study_init", "AV9")
+    assert r.returncode != 0
+    assert "AVd0.3 refers to 'AV9'" in r.stderr
+
+
+def test_local_launcher_threads(tmp_path):
+    probe = 'echo "threads=${OMP_NUM_THREADS:-unset}"'
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(RUN_LOCAL), "--num_threads", "2", "a.log", probe], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "threads=2" in (tmp_path / "a.log").read_text()
+    r = subprocess.run([str(RUN_LOCAL), "b.log", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "threads=1" in (tmp_path / "b.log").read_text()
