@@ -199,11 +199,8 @@ class ESPnetAVSRModel(ESPnetASRModel):
                 f"{type(self).__name__} needs 'video' in every batch: pass roi.scp as "
                 "'<dump>/roi.scp,video,npy' (audio-only data dirs only suit model: ms_adapter)"
             )
-        if text is None or text_lengths is None:
-            raise ValueError(f"{type(self).__name__}.forward needs 'text' (and text_lengths)")
         batch_size = speech.shape[0]
-        text[text == -1] = self.ignore_id
-        text = text[:, : text_lengths.max()]
+        text = self.prepare_text(text, text_lengths)
         video = video[:, : int(video_lengths.max())]
         video, video_missing, _ = self.apply_training_dropout(video, video_lengths, video_missing)
         enc, enc_lens, aux = self.encode(
@@ -214,6 +211,17 @@ class ESPnetAVSRModel(ESPnetASRModel):
             stats["video_missing_rate"] = aux["video_missing"].float().sum() / enc_lens.sum().clamp(min=1)
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
+
+    def prepare_text(self, text: Optional[torch.Tensor], text_lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """Padded targets for the losses: ESPnet's -1 padding -> ignore_id, trimmed to the longest.
+
+        Works on a copy, so a batch reused by another forward (KD teacher, retries) is unchanged.
+        """
+        if text is None or text_lengths is None:
+            raise ValueError(f"{type(self).__name__}.forward needs 'text' (and text_lengths)")
+        text = text[:, : int(text_lengths.max())].clone()
+        text[text == -1] = self.ignore_id
+        return text
 
     def apply_training_dropout(
         self, video: torch.Tensor, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]

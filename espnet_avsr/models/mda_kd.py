@@ -277,9 +277,7 @@ class MDAKDModel(ESPnetAVSRModel):
         """
         if not self.kd_enabled:
             raise TeacherError("MDA-KD: distill() needs model_conf.teacher_model_file and teacher_config")
-        text = text.clone()
-        text[text == -1] = self.ignore_id
-        text = text[:, : text_lengths.max()]
+        text = self.prepare_text(text, text_lengths)
         video = video[:, : int(video_lengths.max())]
         complete, complete_missing = video, video_missing
         # same order of RNG use as ESPnetAVSRModel.forward: dropout, then the student's specaug

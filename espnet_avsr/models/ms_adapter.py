@@ -267,11 +267,8 @@ class MSAdapterModel(ESPnetAVSRModel):
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """Adapter training/validation: every sample audio-only, adapters on (video ignored)."""
-        if text is None or text_lengths is None:
-            raise ValueError("MSAdapterModel.forward needs 'text' (and text_lengths)")
         batch_size = speech.shape[0]
-        text[text == -1] = self.ignore_id
-        text = text[:, : text_lengths.max()]
+        text = self.prepare_text(text, text_lengths)
         with self.adapter_scope(True):
             enc, enc_lens, aux = self.encode_audio_only(speech, speech_lengths, True, bridge=self.audio_bridge)
             loss, stats = self.losses(enc, enc_lens, aux, text, text_lengths)

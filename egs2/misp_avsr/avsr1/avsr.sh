@@ -102,7 +102,7 @@ misp_root="${MISP_ROOT:-}"
 [ -n "${decode_nj}" ] || decode_nj="${nj}"
 if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
     train_threads=1
-    [ "${ngpu}" -eq 0 ] && train_threads="$(nproc 2>/dev/null || echo 1)"
+    [ "${ngpu}" -eq 0 ] && train_threads="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)"   # nproc obeys OMP_NUM_THREADS, which path.sh pins to 1
 fi
 marker_dir="${expdir}/.done"
 mkdir -p "${expdir}" "${marker_dir}"
