@@ -3,6 +3,7 @@ packing, and a tiny model that overfits a few synthetic utterances."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -125,6 +126,16 @@ def test_print_config_lists_av_choices(tmp_path):
     assert conf["video_frontend"] == "resnet18"
     assert conf["encoder_conf"]["num_fusion_blocks"] == 3
     assert conf["video_frontend_conf"]["width"] == 64
+
+
+def test_importing_the_task_leaves_logging_to_espnet():
+    # ESPnet configures INFO logging in main_worker with basicConfig, which is a no-op once
+    # the root logger has a handler: our imports must not install one (no import-time logging).
+    code = ("import logging, espnet_avsr.tasks.avsr, espnet_avsr.bin.avsr_inference, espnet_avsr.bin.avsr_train; "
+            "print(len(logging.root.handlers))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "0", r.stdout
 
 
 def test_unknown_class_in_config_lists_valid_choices(tmp_path):

@@ -2,14 +2,16 @@
 
 ``AVSRTask`` builds its ClassChoices from here, so an extension (MDA-KD wrapper,
 MS-Adapter model) adds a choice by calling ``register("model", "mda_kd", MDAKDModel)`` in
-its module and listing that module in ``PLUGIN_MODULES``; plugin modules that do not
-exist yet are skipped.
+its module and listing that module in ``PLUGIN_MODULES``.
+
+Nothing here may log at import time: a module-level ``logging.debug`` installs a root
+handler at WARNING level, and ESPnet's later ``logging.basicConfig`` (INFO, in main_worker)
+then does nothing, so training logs lose their progress and epoch results.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Dict, Type
 
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
@@ -29,7 +31,6 @@ REGISTRY: Dict[str, Dict[str, Type]] = {
 }
 
 PLUGIN_MODULES = (
-    "espnet_avsr.models.kd",
     "espnet_avsr.models.mda_kd",
     "espnet_avsr.models.adapters",
     "espnet_avsr.models.ms_adapter",
@@ -45,11 +46,6 @@ def register(kind: str, name: str, cls: Type) -> Type:
 
 
 def load_plugins() -> None:
-    """Import the optional extension modules so they can register themselves."""
+    """Import the extension modules so they register their choices."""
     for mod in PLUGIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            logging.debug("AVSR plugin %s not present", mod)
+        importlib.import_module(mod)
