@@ -40,11 +40,11 @@ def _restore_root_logging():
 
 
 def train_args(tmp: Path, d: Path, out: Path, *extra) -> list:
-    # No random crop/flip: AVSRPreprocessor draws them from an unseeded np.random.default_rng(),
-    # which --seed does not reach (see docs/RELIABILITY.md), so they would break the resume equality.
+    # Augmentation on (random crop, flip, time mask): AVSRPreprocessor draws from np.random,
+    # which ESPnet seeds per epoch, so the resume test below is exact with it.
     cfg = write_config(tmp / "train.yaml", batch_size=1, seed=7, batch_type="unsorted",
-                       preprocessor_conf=dict(crop_size=96, flip_prob=0.0),
-                       video_frontend_conf=dict(width=2, roi_size=96))
+                       preprocessor_conf=dict(crop_size=88, flip_prob=0.5, time_mask_num=1, time_mask_max_frames=3),
+                       video_frontend_conf=dict(width=2))
     return [str(a) for a in [
         "--config", cfg, "--token_list", tmp / "tokens.txt", "--output_dir", out,
         *data_args(d, "train"), *data_args(d, "valid"), "--train_shape_file", d / "wav.scp", "--valid_shape_file", d / "wav.scp",
@@ -111,6 +111,48 @@ def test_training_resume_after_sigkill_matches_uninterrupted(tmp_path):
     first = final_state(ref, 1)
     assert first.keys() == a.keys()
     assert any(not torch.equal(first[k], a[k]) for k in a if a[k].is_floating_point())
+
+
+# ----------------------------------------------------------------------------- augmentation seeding
+def _augmented_batches(epoch: int, num_workers: int) -> list:
+    """Train-mode AVSRPreprocessor through ESPnet's own iterator factory (its worker seeding)."""
+    from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
+
+    from espnet_avsr.data.collate import AVCollateFn
+    from espnet_avsr.data.video_preprocessor import AVSRPreprocessor
+
+    pre = AVSRPreprocessor(train=True, flip_prob=0.5, time_mask_num=1, time_mask_max_frames=3)
+    rois = {f"u{i}": np.random.default_rng(i).integers(0, 256, (6, 96, 96), dtype=np.uint8) for i in range(6)}
+
+    class Roi(torch.utils.data.Dataset):
+        def __getitem__(self, uid):
+            return uid, pre(uid, {"video": rois[uid]})
+
+        def __len__(self):
+            return len(rois)
+
+    factory = SequenceIterFactory(Roi(), [["u0", "u1"], ["u2", "u3"], ["u4", "u5"]], seed=7,
+                                  num_workers=num_workers, collate_fn=AVCollateFn())
+    np.random.seed(7 + epoch)  # what the trainer's set_all_random_seed(seed + epoch) does
+    return [batch["video"] for _, batch in factory.build_iter(epoch)]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_augmentation_is_reproducible_under_espnet_seeding(num_workers):
+    a, b, other = _augmented_batches(1, num_workers), _augmented_batches(1, num_workers), _augmented_batches(2, num_workers)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, other))  # it is random: epochs differ
+
+
+def test_eval_preprocessing_is_deterministic_and_draws_nothing():
+    from espnet_avsr.data.video_preprocessor import AVSRPreprocessor
+
+    roi = np.random.default_rng(0).integers(0, 256, (4, 96, 96), dtype=np.uint8)
+    np.random.seed(3)
+    before = np.random.get_state()[1].copy()
+    x = AVSRPreprocessor(train=False)("u", {"video": roi})["video"]
+    assert np.array_equal(np.random.get_state()[1], before)  # eval leaves the global state alone
+    np.testing.assert_allclose(x, (roi[:, 4:92, 4:92] / 255.0 - 0.421) / 0.165, rtol=1e-5)  # centre crop
 
 
 # ----------------------------------------------------------------------------- non-finite

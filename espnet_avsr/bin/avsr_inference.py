@@ -17,7 +17,9 @@ CLI::
 
 Missing frames are simulated per utterance with ``simulate_missing(video, utt_id, ...)``
 so every model decoded with the same seed sees the same frames. ``--audio_only`` feeds no
-video (every frame missing). Outputs ``<output_dir>/1best_recog/{text,token,token_int,score}``.
+video (every frame missing); so does an utterance the dump kept without any video
+(``dump_audio --no_roi mark``: zero-length ROI, flagged by the collate).
+Outputs ``<output_dir>/1best_recog/{text,token,token_int,score}``.
 
 MS-Adapters: ``--adapter_file adapters.pth`` (an adapter-only file, or a full
 ``ms_adapter`` checkpoint) adds adapters to the model of ``--asr_model_file`` (a base AV
@@ -270,7 +272,7 @@ def inference(
         allow_variable_data_keys=allow_variable_data_keys,
         inference=True,
     )
-    n_missing = n_frames = n_adapted = 0
+    n_missing = n_frames = n_adapted = n_absent = 0
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             key = keys[0]
@@ -279,11 +281,17 @@ def inference(
             if not audio_only:
                 if "video" not in batch:
                     raise ValueError(f"{key}: no video given; pass roi.scp as ',video,npy' or use --audio_only")
-                video = batch["video"][0, : int(batch["video_lengths"][0])]
-                if missing_rate > 0:
-                    video, mask = simulate_missing(video, key, missing_rate, missing_pattern, missing_fill, missing_seed)
-                    n_missing += int(mask.sum())
-                n_frames += int(video.shape[0])
+                nv = int(batch["video_lengths"][0])
+                given = batch["video_missing"][0, :nv].numpy() if "video_missing" in batch else None
+                if given is not None and nv > 0 and given.all():
+                    n_absent += 1  # the dump's no-video marker: decode as video entirely missing (video=None)
+                else:
+                    video, mask = batch["video"][0, :nv], (given if given is not None and given.any() else None)
+                    if missing_rate > 0:
+                        video, sim = simulate_missing(video, key, missing_rate, missing_pattern, missing_fill, missing_seed)
+                        n_missing += int(sim.sum())
+                        mask = sim if mask is None else (mask | sim)
+                    n_frames += int(video.shape[0])
             results = s2t(speech, video, mask)
             n_adapted += s2t.last_route == "adapter"
             for n, (text, token, token_int, hyp) in enumerate(results, 1):
@@ -296,6 +304,8 @@ def inference(
             logging.info(f"{key}: {results[0][0] if results else ''}")
     if n_frames:
         logging.info(f"simulated missing video frames: {n_missing}/{n_frames}")
+    if n_absent:
+        logging.info(f"utterances without any video in the dump (decoded as video entirely missing): {n_absent}")
     if isinstance(s2t.model, MSAdapterModel):
         logging.info(f"utterances decoded on the adapter (audio-only) path: {n_adapted}")
 

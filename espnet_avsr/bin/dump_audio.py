@@ -8,7 +8,7 @@ import argparse
 from typing import List, Optional
 
 from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
-from espnet_avsr.dataprep.dump import dump_audio
+from espnet_avsr.dataprep.dump import NO_ROI_POLICIES, dump_audio
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -16,16 +16,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data dir (possibly enhanced / speed-perturbed)")
     p.add_argument("--out", required=True, help="dump dir, e.g. dump/raw/train_far")
     p.add_argument("--scp_dir", default=None, help="where the list files go (default OUT)")
-    p.add_argument("--roi_scp", default=None, help="roi.scp to attach (only utterances with both are kept)")
+    p.add_argument("--roi_scp", default=None, help="roi.scp to attach (see --no_roi for utterances it lacks)")
     p.add_argument("--roi_detect_ratio", default=None, help="default: roi_detect_ratio beside --roi_scp")
-    p.add_argument("--keep_audio_only", action="store_true",
-                   help="keep utterances without ROI (audio only) instead of dropping them")
+    p.add_argument("--no_roi", choices=NO_ROI_POLICIES, default=None,
+                   help="utterances absent from --roi_scp: drop (default; training), mark (keep, roi.scp -> "
+                        "zero-length ROI = video entirely missing; eval sets), omit (keep, no roi.scp line)")
+    p.add_argument("--keep_audio_only", action="store_true", help="same as --no_roi omit")
     add_log_level(p)
     return p
 
 
 def _body(a: argparse.Namespace) -> int:
-    dump_audio(a.data, a.out, a.roi_scp, a.roi_detect_ratio, a.scp_dir, a.keep_audio_only)
+    dump_audio(a.data, a.out, a.roi_scp, a.roi_detect_ratio, a.scp_dir, a.keep_audio_only, a.no_roi)
     return 0
 
 

@@ -4,11 +4,16 @@ Video arrives as the dumped uint8 ``(T, 96, 96)`` grey ROIs (DESIGN §3). Traini
 random ``crop_size`` crop, a horizontal flip with probability ``flip_prob`` and optional
 time masking; evaluation takes the centre crop. Frames become float32
 ``(x / 255 - mean) / std`` so that a zero-filled (missing) frame is 0 in this domain.
+
+Training randomness comes from numpy's global state, which ESPnet seeds: the trainer calls
+``set_all_random_seed(seed + epoch)`` before every epoch and each DataLoader worker runs
+``np.random.seed(seed + epoch + worker_id)``. So ``--seed`` reproduces the augmented
+batches and a resumed run draws what an uninterrupted one would. Eval draws nothing.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 
@@ -22,7 +27,12 @@ class VideoFormatError(ValueError):
     """A video array that is not (T, H, W) grey frames at least crop_size wide."""
 
 
-def crop_video(video: np.ndarray, size: int, train: bool, rng: np.random.Generator) -> np.ndarray:
+def seeded_rng() -> np.random.Generator:
+    """A Generator drawn from np.random's global state (one draw per call), see module doc."""
+    return np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+
+
+def crop_video(video: np.ndarray, size: int, train: bool, rng: Optional[np.random.Generator]) -> np.ndarray:
     """Random (train) or centre (eval) square crop of a (T, H, W) array."""
     h, w = video.shape[1:3]
     if train:
@@ -71,7 +81,6 @@ class AVSRPreprocessor(CommonPreprocessor):
         self.time_mask_max_frames = time_mask_max_frames
         self.mean = mean
         self.std = std
-        self.rng = np.random.default_rng()
 
     def process_video(self, uid: str, video: np.ndarray) -> np.ndarray:
         """uint8 (T, H, W) [or (T, H, W, 1)] -> float32 (T, crop, crop), normalised."""
@@ -81,13 +90,14 @@ class AVSRPreprocessor(CommonPreprocessor):
             raise VideoFormatError(f"{uid}: video must be (T, H, W) grey ROIs, got shape {video.shape}")
         if min(video.shape[1:]) < self.crop_size:
             raise VideoFormatError(f"{uid}: ROI {video.shape[1:]} is smaller than crop_size {self.crop_size}")
-        x = crop_video(video, self.crop_size, self.train, self.rng)
-        if self.train and self.rng.random() < self.flip_prob:
+        rng = seeded_rng() if self.train else None
+        x = crop_video(video, self.crop_size, self.train, rng)
+        if self.train and rng.random() < self.flip_prob:
             x = x[:, :, ::-1]
         scale = 255.0 if video.dtype == np.uint8 else 1.0
         x = ((x.astype(np.float32) / scale) - self.mean) / self.std
         if self.train and self.time_mask_num > 0:
-            x = time_mask(x, self.time_mask_num, self.time_mask_max_frames, self.rng)
+            x = time_mask(x, self.time_mask_num, self.time_mask_max_frames, rng)
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def __call__(self, uid: str, data: Dict[str, Union[str, np.ndarray]]) -> Dict[str, np.ndarray]:

@@ -2,25 +2,49 @@
 
 Only the needed sample range of each recording is read (one open file per
 recording). Speed factors from `utt2speed` are applied here. With a ROI list,
-the dump keeps the utterances that have both audio and video (drops reported by
-reason) so training sees aligned pairs.
+what happens to an utterance without a ROI (the face detector found too little)
+is the `no_roi` policy:
+
+* `drop` (training): dropped, counted `no_roi`, so training sees aligned pairs.
+* `mark` (validation / evaluation): kept; roi.scp points it at one shared
+  zero-length ROI `OUT/no_video.npy` (uint8 `(0, H, W)`) and roi_detect_ratio
+  says 0. The collate turns that into a video with every frame missing, so the
+  utterance is decoded (and scored) as "video entirely missing".
+* `omit`: kept with no roi.scp entry (audio-only use of the dump; an AV loader
+  that reads roi.scp then fails on the missing key).
 """
 import logging
 from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
 
 from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_write_json, atomic_write_wav, wav_is_complete
+from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, atomic_write_wav, wav_is_complete
 from espnet_avsr.dataprep.kaldi_dir import load_dir, parse_segments, read_kv, utt2spk_to_spk2utt, write_kv
 from espnet_avsr.dataprep.speed import change_speed, perturbed_length
 
 PathLike = Union[str, Path]
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = SAMPLE_RATE // 25  # samples per 40 ms video frame
+NO_ROI_POLICIES = ("drop", "mark", "omit")
+ABSENT_VIDEO_NAME = "no_video.npy"
+
+
+def write_absent_video_marker(out: Path, rois: Dict[str, str]) -> str:
+    """The shared zero-length ROI of `mark`, as wide as the set's real ROIs (96 if none)."""
+    side: Tuple[int, ...] = (96, 96)
+    first = next(iter(rois.values()), None)
+    if first is not None:
+        try:
+            side = tuple(np.load(first, mmap_mode="r").shape[1:3])
+        except Exception as e:  # noqa: BLE001
+            raise DataPrepError(first, f"cannot read ROI ({e})") from None
+    target = out / ABSENT_VIDEO_NAME
+    atomic_save_npy(target, np.zeros((0, *side), dtype=np.uint8))
+    return str(target.resolve())
 
 
 def dump_audio(
@@ -30,14 +54,21 @@ def dump_audio(
     roi_detect_ratio: Optional[PathLike] = None,
     scp_dir: Optional[PathLike] = None,
     keep_audio_only: bool = False,
+    no_roi: Optional[str] = None,
 ) -> Dict:
     """Write `out/wav/<utt>.wav` and, in `scp_dir` (default `out`), wav.scp,
     utt2num_samples, text, utt2spk, spk2utt (+ roi.scp, roi_detect_ratio) and
     dump_report.json. Existing wavs of the right length are kept (resumable).
 
-    keep_audio_only: keep utterances without ROI (absent from roi.scp only)
-    instead of dropping them, e.g. for eval sets with missing video.
+    no_roi: `drop` (default), `mark` or `omit`, see the module docstring;
+    keep_audio_only is the older spelling of `omit`.
     """
+    if no_roi is None:
+        no_roi = "omit" if keep_audio_only else "drop"
+    elif keep_audio_only and no_roi != "omit":
+        raise ValueError(f"keep_audio_only contradicts no_roi={no_roi!r}; pass one of them")
+    if no_roi not in NO_ROI_POLICIES:
+        raise ValueError(f"no_roi must be one of {NO_ROI_POLICIES}, got {no_roi!r}")
     data_dir, out = Path(data_dir), Path(out)
     scp_dir = Path(scp_dir) if scp_dir else out
     files = load_dir(data_dir)
@@ -61,7 +92,7 @@ def dump_audio(
             if u not in files["text"]:
                 drops["roi_without_audio"] += 1
                 dropped[u] = "roi_without_audio"
-        if not keep_audio_only:
+        if no_roi == "drop":
             for u in utts:
                 if u not in rois:
                     drops["no_roi"] += 1
@@ -134,11 +165,22 @@ def dump_audio(
     u2s = {u: s for u, s in files["utt2spk"].items() if u in kept}
     write_kv(scp_dir / "utt2spk", u2s)
     write_kv(scp_dir / "spk2utt", utt2spk_to_spk2utt(u2s))
+    no_video: List[str] = sorted(u for u in wavs if rois is not None and u not in rois)
     if rois is not None:
-        write_kv(scp_dir / "roi.scp", {u: p for u, p in rois.items() if u in kept})
+        roi_out = {u: p for u, p in rois.items() if u in kept}
+        ratio_out = {u: r for u, r in rratio.items() if u in kept and u in rois}
+        if no_roi == "mark" and no_video:
+            marker = write_absent_video_marker(out, rois)
+            roi_out.update((u, marker) for u in no_video)
+            ratio_out.update((u, "0.0") for u in no_video)
+        write_kv(scp_dir / "roi.scp", roi_out)
         if rratio:
-            write_kv(scp_dir / "roi_detect_ratio", {u: r for u, r in rratio.items() if u in kept and u in rois})
+            write_kv(scp_dir / "roi_detect_ratio", ratio_out)
     report = {"num_utts": len(kept), "dropped": dict(drops), "dropped_utts": dropped, **stats}
+    if rois is not None:
+        # kept without a ROI: `mark` -> decoded as video entirely missing; `omit` -> no roi.scp line
+        report.update(no_roi_policy=no_roi, kept_without_roi=len(no_video), kept_without_roi_utts=no_video)
     atomic_write_json(scp_dir / "dump_report.json", report)
-    logging.info("dumped %s -> %s: %d utterances, dropped %s", data_dir, out, len(kept), dict(drops))
+    logging.info("dumped %s -> %s: %d utterances (%d without video, %s), dropped %s", data_dir, out, len(kept),
+                 len(no_video), no_roi, dict(drops))
     return report

@@ -2,7 +2,8 @@
 
 Per utterance, `num_samples / 640` (40 ms frames) is compared to the ROI's T;
 anything off by more than the tolerance, missing on one side or with the wrong
-shape/dtype is an outlier.
+shape/dtype is an outlier. A zero-length ROI is `dump_audio --no_roi mark`'s
+"no video at all" marker: counted as `video_absent`, not an outlier.
 """
 from pathlib import Path
 from typing import Dict, List, Union
@@ -25,6 +26,7 @@ def check_dump(dump_dir: PathLike, tolerance: float = 1.0, roi_size: int = 96) -
     nsamp = read_kv(d / "utt2num_samples")
     rois = read_kv(d / "roi.scp")
     outliers: List[Dict] = []
+    absent: List[str] = []
     diffs = []
     for u in sorted(set(nsamp) | set(rois)):
         if u not in rois:
@@ -41,6 +43,9 @@ def check_dump(dump_dir: PathLike, tolerance: float = 1.0, roi_size: int = 96) -
         if arr.ndim != 3 or arr.shape[1:] != (roi_size, roi_size) or arr.dtype != np.uint8:
             outliers.append({"utt": u, "reason": f"bad_roi_shape {arr.shape} {arr.dtype}"})
             continue
+        if arr.shape[0] == 0:
+            absent.append(u)
+            continue
         audio_frames = int(nsamp[u]) / FRAME_SAMPLES
         diff = audio_frames - arr.shape[0]
         diffs.append(abs(diff))
@@ -55,6 +60,8 @@ def check_dump(dump_dir: PathLike, tolerance: float = 1.0, roi_size: int = 96) -
         "tolerance": tolerance,
         "max_abs_diff": float(max(diffs)) if diffs else 0.0,
         "mean_abs_diff": float(np.mean(diffs)) if diffs else 0.0,
+        "video_absent": len(absent),
+        "video_absent_utts": absent,
         "outliers": outliers,
     }
 
@@ -65,6 +72,7 @@ def format_report(rep: Dict, max_rows: int = 20) -> str:
         f"dump: {rep['dump']}",
         f"{'utterances':<22}{rep['num_utts']:>10}",
         f"{'compared':<22}{rep['num_checked']:>10}",
+        f"{'no video (kept)':<22}{rep.get('video_absent', 0):>10}",
         f"{'max |diff| (frames)':<22}{rep['max_abs_diff']:>10.2f}",
         f"{'mean |diff| (frames)':<22}{rep['mean_abs_diff']:>10.3f}",
         f"{'outliers':<22}{len(rep['outliers']):>10}   (tolerance {rep['tolerance']} frames)",

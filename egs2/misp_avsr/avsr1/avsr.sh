@@ -329,12 +329,15 @@ fi
 # ------------------------------------------------------------------ stage 5
 dump_set() {   # dump_set <audio data dir> <roi.scp> <dump name>
     local src="$1" roi="$2" out="${dumpdir}/raw/$3"
+    # no lip ROI: dropped from the training dump; kept in dev/eval as video entirely missing
+    local no_roi=mark
+    if [ "$3" = "$(train_name)" ]; then no_roi=drop; fi
     local n; n="$(n_parts "${src}" "${nj}")"
     split_dir "${src}" "${n}"
     rm -f "${out}/wav.scp"
     ${train_cmd} JOB=1:"${n}" "${out}/log/dump_audio.JOB.log" \
         "${python}" -m espnet_avsr.bin.dump_audio --data "${src}/split${n}/JOB" --out "${out}" \
-            --scp_dir "${out}/part.JOB" --roi_scp "${roi}"
+            --scp_dir "${out}/part.JOB" --roi_scp "${roi}" --no_roi "${no_roi}"
     # shellcheck disable=SC2046
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
     ${train_cmd} "${out}/log/check_dump.log" \
