@@ -9,13 +9,18 @@ Data names: training needs ``speech`` (sound) and ``text`` and takes ``video`` (
 (audio-only decoding). ``video`` is optional in training so that MS-Adapters
 (``model: ms_adapter``) train on audio-only dumps (wav.scp + text); the AV models raise
 a clear error when a batch comes without video.
+
+Every ``<name>_conf`` section goes through ``build_from_conf``: a misspelt key fails with a
+``ConfKeyError`` naming the section, the class, the unknown keys and the accepted ones,
+instead of the constructor's bare "unexpected keyword argument".
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +48,7 @@ from espnet2.utils.types import float_or_none, str2bool, str_or_none
 
 from espnet_avsr.data.collate import AVCollateFn
 from espnet_avsr.data.video_preprocessor import AVSRPreprocessor
+from espnet_avsr.models.adapters import AdapterConfig
 from espnet_avsr.models.registry import REGISTRY, load_plugins
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
 from espnet_avsr.tasks.trainer import AVSRTrainer
@@ -69,6 +75,64 @@ model_choices = ClassChoices("model", classes=REGISTRY["model"], type_check=AbsE
 preprocessor_choices = ClassChoices(
     "preprocessor", classes=dict(default=AVSRPreprocessor), type_check=AbsPreprocessor, default="default"
 )
+
+
+# sub-sections inside a ``*_conf`` that become their own object (``model_conf.adapter_conf``)
+NESTED_CONFS: Dict[str, type] = {"adapter_conf": AdapterConfig}
+
+
+class ConfKeyError(ValueError, TypeError):
+    """Unknown key in a ``*_conf`` section. Also a TypeError: what the constructor raised."""
+
+
+def accepted_keys(klass: type) -> Optional[List[str]]:
+    """Keyword names ``klass(...)`` takes, following ``**kwargs`` up the MRO to the base that
+    receives them; None when the chain never closes (then nothing can be checked)."""
+    names: List[str] = []
+    for base in klass.__mro__:
+        init = base.__dict__.get("__init__")
+        if init is None:
+            continue
+        if base is object:
+            return None
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return sorted(set(names))
+    return None
+
+
+def check_conf_keys(section: str, klass: type, conf: Mapping[str, Any], fixed: Collection[str] = (),
+                    config: Optional[str] = None) -> None:
+    """Raise ConfKeyError for keys of ``conf`` that ``klass`` does not take (or that the task sets)."""
+    where = f" (from {config})" if config else ""
+    taken = set(fixed) & set(conf)
+    if taken:
+        raise ConfKeyError(f"{section}{where}: {sorted(taken)} are set by AVSRTask from other options "
+                           f"for {klass.__name__}; remove them from {section}")
+    accepted = accepted_keys(klass)
+    if accepted is None:
+        return
+    accepted = [k for k in accepted if k not in fixed]
+    unknown = [k for k in conf if k not in accepted]
+    if unknown:
+        what = "unexpected keyword arguments" if len(unknown) > 1 else "an unexpected keyword argument"
+        raise ConfKeyError(
+            f"{section}{where}: {klass.__name__} got {what} "
+            f"{', '.join(repr(k) for k in unknown)}; accepted keys: {', '.join(accepted)}"
+        )
+    for key, sub in NESTED_CONFS.items():
+        if key in accepted and isinstance(conf.get(key), Mapping):
+            check_conf_keys(f"{section}.{key}", sub, conf[key], config=config)
+
+
+def build_from_conf(args: argparse.Namespace, section: str, klass: type,
+                    defaults: Optional[Mapping[str, Any]] = None, **fixed: Any) -> Any:
+    """``klass(**fixed, **defaults, **args.<section>)`` after checking the section's keys
+    (the one home of that check; ``defaults`` fill keys the section leaves out)."""
+    conf = {**(defaults or {}), **(getattr(args, section, None) or {})}
+    check_conf_keys(section, klass, conf, fixed, getattr(args, "config", None))
+    return klass(**fixed, **conf)
 
 
 class AVSRTask(AbsTask):
@@ -139,7 +203,10 @@ class AVSRTask(AbsTask):
         """Always built: the uint8 ROIs must become normalised float crops in any case."""
         use = getattr(args, "use_preprocessor", True)
         klass = preprocessor_choices.get_class(getattr(args, "preprocessor", "default"))
-        return klass(
+        return build_from_conf(
+            args,
+            "preprocessor_conf",
+            klass,
             train=train,
             token_type=getattr(args, "token_type", "char") if use else None,
             token_list=args.token_list if use else None,
@@ -148,7 +215,6 @@ class AVSRTask(AbsTask):
             text_cleaner=getattr(args, "cleaner", None),
             g2p_type=getattr(args, "g2p", None),
             speech_volume_normalize=getattr(args, "speech_volume_normalize", None),
-            **getattr(args, "preprocessor_conf", {}),
         )
 
     @classmethod
@@ -174,28 +240,28 @@ class AVSRTask(AbsTask):
         logging.info(f"Vocabulary size: {vocab_size}")
 
         # getattr: configs written by hand (not by the trainer) may omit optional parts
-        frontend = frontend_choices.get_class(getattr(args, "frontend", "default"))(**getattr(args, "frontend_conf", {}))
+        frontend = build_from_conf(args, "frontend_conf", frontend_choices.get_class(getattr(args, "frontend", "default")))
         input_size = frontend.output_size()
         specaug, normalize = None, None
         if getattr(args, "specaug", None):
-            specaug = specaug_choices.get_class(args.specaug)(**getattr(args, "specaug_conf", {}))
+            specaug = build_from_conf(args, "specaug_conf", specaug_choices.get_class(args.specaug))
         if getattr(args, "normalize", None):
-            normalize = normalize_choices.get_class(args.normalize)(**getattr(args, "normalize_conf", {}))
+            normalize = build_from_conf(args, "normalize_conf", normalize_choices.get_class(args.normalize))
 
-        d_model = args.encoder_conf.get("output_size", 256)
-        vconf = dict(getattr(args, "video_frontend_conf", {}))
-        vconf.setdefault("output_size", d_model)
-        video_frontend = video_frontend_choices.get_class(getattr(args, "video_frontend", "resnet18"))(**vconf)
+        d_model = (getattr(args, "encoder_conf", None) or {}).get("output_size", 256)
+        vclass = video_frontend_choices.get_class(getattr(args, "video_frontend", "resnet18"))
+        video_frontend = build_from_conf(args, "video_frontend_conf", vclass, defaults={"output_size": d_model})
 
-        encoder = encoder_choices.get_class(args.encoder)(
-            input_size=input_size, video_input_size=video_frontend.output_size(), **args.encoder_conf
-        )
-        decoder = decoder_choices.get_class(args.decoder)(
-            vocab_size=vocab_size, encoder_output_size=encoder.output_size(), **args.decoder_conf
-        )
-        ctc = CTC(odim=vocab_size, encoder_output_size=encoder.output_size(), **getattr(args, "ctc_conf", {}))
+        encoder = build_from_conf(args, "encoder_conf", encoder_choices.get_class(args.encoder),
+                                  input_size=input_size, video_input_size=video_frontend.output_size())
+        decoder = build_from_conf(args, "decoder_conf", decoder_choices.get_class(args.decoder),
+                                  vocab_size=vocab_size, encoder_output_size=encoder.output_size())
+        ctc = build_from_conf(args, "ctc_conf", CTC, odim=vocab_size, encoder_output_size=encoder.output_size())
 
-        model = model_choices.get_class(getattr(args, "model", "espnet"))(
+        model = build_from_conf(
+            args,
+            "model_conf",
+            model_choices.get_class(getattr(args, "model", "espnet")),
             vocab_size=vocab_size,
             token_list=token_list,
             frontend=frontend,
@@ -205,7 +271,6 @@ class AVSRTask(AbsTask):
             encoder=encoder,
             decoder=decoder,
             ctc=ctc,
-            **getattr(args, "model_conf", {}),
         )
         if getattr(args, "init", None) is not None:
             initialize(model, args.init)
