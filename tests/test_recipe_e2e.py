@@ -47,6 +47,7 @@ def test_recipe_end_to_end(tmp_path):
         "--corpus_dir", str(work / "corpus"), "--data_dir", str(work / "data"),
         "--dumpdir", str(work / "dump"), "--expdir", str(work / "exp"),
         "--train_args", "--max_epoch 1", "--decode_nj", "1",
+        "--dropout_study_rates", "0.5",   # one dropout-study model, so the study figures are drawn
     ]
     r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=880)
     assert r.returncode == 0, f"recipe failed:\n{r.stdout[-6000:]}\n{r.stderr[-6000:]}"
@@ -84,6 +85,15 @@ def test_recipe_end_to_end(tmp_path):
     meta = json.loads(res_av0.read_text())["meta"]
     assert (meta["model"], meta["init"], meta["missing_rate"], meta["train_dropout"]) == ("AV0", "A0", 0.5, 0)
     assert json.loads(res_noise.read_text())["meta"]["snr"] == 0
+    # ESPnet's INFO progress reaches every training log (a plugin logging at import time once
+    # left the AV logs without a single line of progress)
+    for model in ("A0", "AV0", "AVd0.5"):
+        assert "1epoch results" in (work / "exp" / model / "train.log").read_text(encoding="utf-8"), model
+    study = json.loads((work / "exp" / "AVd0.5" / "decode_eval_far_miss0.5_random" / "score_cer" / "result.json")
+                       .read_text())["meta"]
+    assert (study["study"], study["train_dropout"], study["train_dropout_prob"], study["init"]) == ("dropout", 0.5, 1.0, "A0")
+    for png in ("dropout_cer_vs_missing_eval_far_random_zeros.png", "relative_cer_vs_dropout.png"):
+        assert (work / "exp" / "plots" / png).stat().st_size > 1000, png
     results = (work / "exp" / "RESULTS.md").read_text(encoding="utf-8")
     assert re.search(r"^\|\s*A0\s*\|", results, re.M), results
     assert re.search(r"^\|\s*AV0\s*\|", results, re.M), results
