@@ -204,6 +204,7 @@ def test_negative_hours_is_one_clear_line(tmp_path):
     (["--snr_db", "5,0"], "--snr_db low > high"),
     (["--far_size", "big"], "size must look like"),
     (["--nj", "0"], "--nj must be >= 1"),
+    (["--speakers_per_hour", "0"], "--speakers_per_hour must be > 0"),
 ])
 def test_bad_options(tmp_path, extra, message):
     with pytest.raises(SystemExit) as e:
@@ -224,3 +225,19 @@ def test_missing_espeak(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         make_mini_misp(["--out", str(tmp_path / "c"), "--hours", "0.01"])
     assert "espeak-ng not found" in str(e.value.code)
+
+
+def test_speakers_per_hour_sets_the_speaker_pools():
+    from espnet_avsr.bin.make_mini_misp import build_config, get_parser
+    from espnet_avsr.corpus.plan import make_plan
+
+    def speakers(extra):
+        cfg = build_config(get_parser().parse_args(["--out", "x", "--hours", "1", "--preset", "demo"] + extra))
+        plan = make_plan(cfg)
+        per_split = {sp: {s.spk for p in plan if p.split == sp for s in p.speakers} for sp in ("train", "dev", "eval")}
+        assert not (per_split["train"] & (per_split["dev"] | per_split["eval"]))  # pools stay disjoint
+        return per_split
+
+    few, many = speakers([]), speakers(["--speakers_per_hour", "40"])
+    assert len(few["train"]) <= 5  # 0.8 h x 2.5/h -> the minimum pool of max_speakers + 1
+    assert len(many["train"]) >= 20 > len(few["train"])  # 0.8 h x 40/h = 32 in the pool, most get sessions

@@ -63,6 +63,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions_per_split", type=int, default=2, help="minimum sessions per split")
     p.add_argument("--min_speakers", type=int, default=2)
     p.add_argument("--max_speakers", type=int, default=4)
+    p.add_argument("--speakers_per_hour", type=float, default=2.5,
+                   help="speaker pool per split: this many per hour of the split (at least "
+                        "max_speakers + 1); small corpora need more to generalise to unseen speakers")
     p.add_argument("--snr_db", default="0,5", help="far-field SNR (dB): value or LOW,HIGH")
     p.add_argument("--middle_snr_offset", type=float, default=5.0, help="middle SNR = far SNR + this")
     p.add_argument("--rt60", default="0.3,0.7", help="room reverberation time range (s)")
@@ -92,7 +95,8 @@ def build_config(args: argparse.Namespace) -> CorpusConfig:
         hours=args.hours, seed=args.seed,
         session_seconds=args.session_seconds or preset["session_seconds"],
         sessions_per_split=args.sessions_per_split,
-        min_speakers=args.min_speakers, max_speakers=args.max_speakers, options=options,
+        min_speakers=args.min_speakers, max_speakers=args.max_speakers,
+        speakers_per_hour=args.speakers_per_hour, options=options,
     )
 
 

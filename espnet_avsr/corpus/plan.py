@@ -51,6 +51,8 @@ class CorpusConfig:
             (self.sessions_per_split >= 1, f"--sessions_per_split must be >= 1, got {self.sessions_per_split}"),
             (2 <= self.min_speakers <= self.max_speakers <= 6,
              f"need 2 <= --min_speakers <= --max_speakers <= 6, got {self.min_speakers}, {self.max_speakers}"),
+            (math.isfinite(self.speakers_per_hour) and self.speakers_per_hour > 0,
+             f"--speakers_per_hour must be > 0, got {self.speakers_per_hour}"),
             (1 <= self.n_rooms <= 99, f"--n_rooms must be in 1..99, got {self.n_rooms}"),
             (o.snr_db[0] <= o.snr_db[1], f"--snr_db low > high: {o.snr_db}"),
             (0.1 <= o.rt60[0] <= o.rt60[1] <= 1.5, f"--rt60 must be within 0.1..1.5 s, low <= high: {o.rt60}"),
