@@ -21,7 +21,7 @@ import torch
 
 from espnet2.train.collate_fn import CommonCollateFn
 
-FRAME_SAMPLES = 16000 // 25  # audio samples per 40 ms video frame
+from espnet_avsr.dataprep.dump import FRAME_SAMPLES
 
 
 class AVCollateFn(CommonCollateFn):

@@ -10,11 +10,11 @@ from typing import Dict, List, Union
 
 import numpy as np
 
+from espnet_avsr.dataprep.dump import FRAME_SAMPLES
 from espnet_avsr.dataprep.errors import DataPrepError
 from espnet_avsr.dataprep.kaldi_dir import read_kv
 
 PathLike = Union[str, Path]
-FRAME_SAMPLES = 640
 
 
 def check_dump(dump_dir: PathLike, tolerance: float = 1.0, roi_size: int = 96) -> Dict:

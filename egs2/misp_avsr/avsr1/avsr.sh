@@ -121,6 +121,7 @@ PY
 }
 
 # Dropout-study models: derive one config per rate and append the models to the list.
+study_models=""
 if [ -n "${dropout_study_rates}" ]; then
     [ -f "${dropout_study_config}" ] || die "--dropout_study_config ${dropout_study_config} does not exist"
     mkdir -p "${expdir}/conf"
@@ -139,6 +140,7 @@ with open(out, "w", encoding="utf-8") as f:
     yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
 PY
         models="${models} AVd${r}:${cfg}:${dropout_study_init}"
+        study_models="${study_models} AVd${r}"
     done
     unset r cfg
 fi
@@ -525,15 +527,17 @@ model_meta() {   # model_meta <name>
     local i; i="$(model_index "$1")"
     local modality=av
     is_asr_model "$1" && modality=audio
-    "${python}" - "${configs[$i]}" "$1" "${inits[$i]}" "${teachers[$i]}" "${modality}" <<'PY'
+    local study=-
+    [[ " ${study_models} " == *" $1 "* ]] && study=dropout
+    "${python}" - "${configs[$i]}" "$1" "${inits[$i]}" "${teachers[$i]}" "${modality}" "${study}" <<'PY'
 import sys, yaml
-cfg_path, name, init, teacher, modality = sys.argv[1:6]
+cfg_path, name, init, teacher, modality, study = sys.argv[1:7]
 cfg = yaml.safe_load(open(cfg_path, encoding="utf-8")) or {}
 mc = cfg.get("model_conf") or {}
 meta = {"model": name, "modality": modality, "config": cfg_path.rsplit("/", 1)[-1].rsplit(".", 1)[0],
         "init": "none" if init == "-" else init}
-if name.startswith("AVd"):   # dropout-study models (--dropout_study_rates)
-    meta["study"] = "dropout"
+if study != "-":   # a model added by --dropout_study_rates
+    meta["study"] = study
 adapter = cfg.get("model") == "ms_adapter" or bool(mc.get("adapter_conf"))
 if modality == "av" and not adapter:
     vd = mc.get("video_dropout")

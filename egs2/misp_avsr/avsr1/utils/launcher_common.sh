@@ -67,11 +67,10 @@ run_one_task() {
     } > "${log}"
     set +e
     # --num_threads N: the task may use N cores (path.sh pins 1 thread per job by default)
-    if [ "${num_threads}" -gt 1 ]; then
-        ( export OMP_NUM_THREADS="${num_threads}" MKL_NUM_THREADS="${num_threads}"; bash -c "${cmd}" ) >> "${log}" 2>&1 < /dev/null
-    else
-        ( bash -c "${cmd}" ) >> "${log}" 2>&1 < /dev/null
-    fi
+    (
+        [ "${num_threads}" -gt 1 ] && export OMP_NUM_THREADS="${num_threads}" MKL_NUM_THREADS="${num_threads}"
+        bash -c "${cmd}"
+    ) >> "${log}" 2>&1 < /dev/null
     rc=$?
     t1=$(date +%s)
     {
