@@ -4,7 +4,7 @@
 # Frames for AVSR"). This file is the storyboard; avsr.sh runs the stages.
 #
 #   ./run.sh                          demo: synthetic corpus, tiny models, CPU (2 cores)
-#   ./run.sh --preset small           CPU, ~1-1.5 h: 0.6 h corpus, A0 learns (RESULTS.md)
+#   ./run.sh --preset small           CPU, ~1 h: 0.6 h corpus, A0 learns (RESULTS.md)
 #   ./run.sh --preset bench           GPU benchmark: larger corpus, paper-sized configs
 #   ./run.sh --misp_root /data/MISP2022 --preset bench --ngpu 4   the real corpus (or set db.sh)
 #   ./run.sh --preset small --dropout_study true   + the dropout study (AVd0.1 ... AVd0.7)
@@ -59,7 +59,7 @@ case "${preset}" in
         "}"
         ;;
     small)
-        # 2 CPU cores, ~1-1.5 h: A0 learns (67 % CER) but AV0 does not yet use the video at
+        # 2 CPU cores, ~1 h: A0 learns (67 % CER) but AV0 does not yet use the video at
         # this size (5 training speakers; see RESULTS.md).
         # 0.6 h of synthetic sessions, delay-and-sum front-end (WPE would add ~45 min).
         : "${nj:=2}" "${ngpu:=0}" "${hours:=0.6}" "${frontend:=ds}"
