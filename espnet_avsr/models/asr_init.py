@@ -3,7 +3,9 @@
 A0 is stock ``ESPnetASRModel`` + ``ConformerEncoder`` (``rel_pos_type: latest``). Its
 encoder blocks 0..N-1 become the audio blocks of the N fusion layers, blocks N..N+M-1 the
 M shared blocks; frontend, normalize, conv subsampling (``embed``), ``after_norm``,
-decoder and CTC map by name. Everything video-side stays as initialised.
+decoder and CTC map by name. Everything video-side stays as initialised, unless a
+lip reader (V0, ``encoder: video_conformer``) is given too: ``map_vsr_to_avsr`` copies its
+visual front-end, video projection and first N video blocks onto the AV video branch.
 """
 
 from __future__ import annotations
@@ -59,6 +61,41 @@ def map_asr_to_avsr(
     rep = MappingReport()
     for k, v in asr_state.items():
         tgt = asr_key_to_avsr(k, num_fusion_blocks, num_shared_blocks)
+        if tgt is None or tgt not in avsr_state:
+            rep.unused_asr.append(k)
+            continue
+        if tuple(avsr_state[tgt].shape) != tuple(v.shape):
+            rep.shape_mismatch.append(f"{k} {tuple(v.shape)} -> {tgt} {tuple(avsr_state[tgt].shape)}")
+            continue
+        out[tgt] = v.clone()
+        rep.mapped[tgt] = k
+    rep.unmapped_avsr = [k for k in avsr_state if k not in out]
+    return out, rep
+
+
+_VSR_BLOCK = re.compile(r"^encoder\.video_blocks\.(\d+)\.")
+
+
+def vsr_key_to_avsr(key: str, num_fusion_blocks: int) -> Optional[str]:
+    """The AV parameter name for a V0 parameter name (same name), or None (V0's own head)."""
+    if key.startswith(("video_frontend.", "encoder.video_proj.")):
+        return key
+    m = _VSR_BLOCK.match(key)
+    if m and int(m.group(1)) < num_fusion_blocks:
+        return key
+    return None
+
+
+def map_vsr_to_avsr(
+    vsr_state: Dict[str, torch.Tensor],
+    avsr_state: Dict[str, torch.Tensor],
+    num_fusion_blocks: int,
+) -> tuple[Dict[str, torch.Tensor], MappingReport]:
+    """The AV-named video-side tensors taken from a lip reader V0, and a report."""
+    out: Dict[str, torch.Tensor] = {}
+    rep = MappingReport()
+    for k, v in vsr_state.items():
+        tgt = vsr_key_to_avsr(k, num_fusion_blocks)
         if tgt is None or tgt not in avsr_state:
             rep.unused_asr.append(k)
             continue

@@ -61,6 +61,7 @@ dumpdir=dump
 expdir=exp
 # ---- models: one per line (or space separated): name:config:init[:teacher]
 #      init "-" = from scratch; "A0" (an audio-only model) = init_from_asr;
+#      "A0+V0" = the same plus the video branch from a lip reader V0 (encoder: video_conformer);
 #      "AVk" = --init_param of that model's checkpoint. teacher = KD teacher model.
 models="A0:conf/train_asr.yaml:-"
 # The paper's dropout study: one extra AV model per rate, named AVd<rate>, trained with that
@@ -155,7 +156,7 @@ done
 unset _n _c _i _t
 [ "${#names[@]}" -gt 0 ] || die "--models is empty"
 for i in "${!names[@]}"; do   # init/teacher must be declared earlier in the list
-    for ref in "${inits[$i]}" "${teachers[$i]}"; do
+    for ref in ${inits[$i]//+/ } "${teachers[$i]}"; do
         [ "${ref}" = - ] && continue
         ok=false
         for ((k = 0; k < i; k++)); do [ "${names[$k]}" = "${ref}" ] && ok=true; done
@@ -179,6 +180,10 @@ model_index() {
 }
 # Audio-only models run stock ESPnet ASR; their configs are named train_asr*.yaml.
 is_asr_model() { [[ "$(basename "${configs[$(model_index "$1")]}")" == train_asr* ]]; }
+# Lip readers (encoder: video_conformer) pre-train the video branch: init "A0+V0".
+is_vsr_model() {
+    ! is_asr_model "$1" && [ "$(yaml_get "${configs[$(model_index "$1")]}" encoder)" = video_conformer ]
+}
 
 # MS-Adapter models (model: ms_adapter) train adapters on a frozen base (their init model);
 # they decode as base checkpoint + --adapter_file.
@@ -448,10 +453,18 @@ train_model() {   # train_model <name>
         extra+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
     fi
     if [ "${init}" != - ]; then
+        # "A0+V0": audio side from an audio-only model, video branch from a lip reader
+        local vsr_opts=() init_vsr=""
+        if [[ "${init}" == *+* ]]; then
+            init_vsr="${init#*+}"; init="${init%%+*}"
+            { is_asr_model "${init}" && is_vsr_model "${init_vsr}" && [ "${task}" = avsr ]; } \
+                || die "model ${name}: init ${init}+${init_vsr} must be an audio-only model + a lip reader (encoder: video_conformer)"
+            vsr_opts=(--vsr_model_file "$(model_checkpoint "${init_vsr}")")
+        fi
         local src; src="$(model_checkpoint "${init}")"
         if is_asr_model "${init}" && [ "${task}" = avsr ]; then
             # an audio-only model initialises the audio branch, encoder and decoder
-            "${python}" -m espnet_avsr.bin.init_from_asr --asr_model_file "${src}" \
+            "${python}" -m espnet_avsr.bin.init_from_asr --asr_model_file "${src}" "${vsr_opts[@]}" \
                 --asr_train_config "${expdir}/${init}/config.yaml" --token_list "${token_list}" \
                 --avsr_config "${config}" --out "${out}/init.pth" > "${out}/init_from_asr.log" 2>&1 \
                 || die "init_from_asr failed, see ${out}/init_from_asr.log"
@@ -527,6 +540,7 @@ model_meta() {   # model_meta <name>
     local i; i="$(model_index "$1")"
     local modality=av
     is_asr_model "$1" && modality=audio
+    is_vsr_model "$1" && modality=video
     local study=-
     [[ " ${study_models} " == *" $1 "* ]] && study=dropout
     "${python}" - "${configs[$i]}" "$1" "${inits[$i]}" "${teachers[$i]}" "${modality}" "${study}" <<'PY'
@@ -538,6 +552,8 @@ meta = {"model": name, "modality": modality, "config": cfg_path.rsplit("/", 1)[-
         "init": "none" if init == "-" else init}
 if study != "-":   # a model added by --dropout_study_rates
     meta["study"] = study
+if modality == "video":
+    meta["train"] = "video only (lip reader)"
 adapter = cfg.get("model") == "ms_adapter" or bool(mc.get("adapter_conf"))
 if modality == "av" and not adapter:
     vd = mc.get("video_dropout")
@@ -612,7 +628,11 @@ if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${
     done
     for name in "${names[@]}"; do
         for test in ${test_sets} $(noise_sets); do
-            if is_asr_model "${name}"; then
+            if is_vsr_model "${name}"; then   # a lip reader: complete video, clean sets only
+                [[ "${test}" == *_babble* ]] && continue
+                dir="$(decode_dir_of "${name}" "${test}" 0)"
+                unit "decode_${name}_${test}_0" "${dir}/score_cer/result.json" decode_one "${name}" "${test}" 0 "${dir}"
+            elif is_asr_model "${name}"; then
                 dir="$(decode_dir_of "${name}" "${test}" -)"
                 unit "decode_${name}_${test}" "${dir}/score_cer/result.json" decode_one "${name}" "${test}" - "${dir}"
             else
@@ -633,7 +653,7 @@ fi
 if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; then
     if [ -f "${MAIN_ROOT}/espnet_avsr/bin/relative_cer.py" ] && [[ " ${names[*]} " == *" ${relative_ref} "* ]]; then
         for name in "${names[@]}"; do
-            is_asr_model "${name}" && continue
+            { is_asr_model "${name}" || is_vsr_model "${name}"; } && continue
             for test in ${test_sets}; do
                 ref_dir="$(decode_dir_of "${relative_ref}" "${test}" -)"
                 for rate in ${test_missing_rates}; do
@@ -653,7 +673,7 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
     if [ "${rep_similarity_samples}" -gt 0 ] && [[ " ${names[*]} " == *" ${relative_ref} "* ]]; then
         test="${test_sets%% *}"
         for name in "${names[@]}"; do
-            { is_asr_model "${name}" || is_adapter_model "${name}"; } && continue
+            { is_asr_model "${name}" || is_adapter_model "${name}" || is_vsr_model "${name}"; } && continue
             out="${expdir}/${name}/rep_similarity_${test}"
             # shellcheck disable=SC2046
             unit "repsim_${name}_${test}" "${out}/rep_similarity.json" \
