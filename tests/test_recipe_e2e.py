@@ -40,7 +40,8 @@ def test_recipe_end_to_end(tmp_path):
     work = tmp_path
     cmd = [
         "./run.sh", "--hours", "0.01", "--nj", "2", "--frontend", "first_channel",
-        "--models", "A0:conf/train_asr.yaml:- AV0:conf/train_avsr.yaml:A0",
+        # AV0 takes its video branch from the lip reader V0 (init A0+V0); AVd0.5 from A0 alone
+        "--models", "A0:conf/train_asr.yaml:- V0:conf/train_vsr.yaml:- AV0:conf/train_avsr.yaml:A0+V0",
         "--test_missing_rates", "0.5", "--test_snrs", "0",
         "--",
         "--corpus_preset", "tiny", "--rep_similarity_samples", "0",
@@ -83,11 +84,17 @@ def test_recipe_end_to_end(tmp_path):
         rec = json.loads(res.read_text())
         assert 0.0 <= rec["cer"] and rec["num_utts"] > 0
     meta = json.loads(res_av0.read_text())["meta"]
-    assert (meta["model"], meta["init"], meta["missing_rate"], meta["train_dropout"]) == ("AV0", "A0", 0.5, 0)
+    assert (meta["model"], meta["init"], meta["missing_rate"], meta["train_dropout"]) == ("AV0", "A0+V0", 0.5, 0)
+    assert "V0" in (work / "exp" / "AV0" / "init.pth.report.txt").read_text()
+    # the lip reader decodes complete video of the clean test set only
+    v0_decodes = sorted(p.name for p in (work / "exp" / "V0").glob("decode_*"))
+    assert v0_decodes == ["decode_eval_far_miss0_random"], v0_decodes
+    v0_meta = json.loads((work / "exp" / "V0" / v0_decodes[0] / "score_cer" / "result.json").read_text())["meta"]
+    assert (v0_meta["modality"], v0_meta["missing_rate"]) == ("video", 0)
     assert json.loads(res_noise.read_text())["meta"]["snr"] == 0
     # ESPnet's INFO progress reaches every training log (a plugin logging at import time once
     # left the AV logs without a single line of progress)
-    for model in ("A0", "AV0", "AVd0.5"):
+    for model in ("A0", "V0", "AV0", "AVd0.5"):
         assert "1epoch results" in (work / "exp" / model / "train.log").read_text(encoding="utf-8"), model
     study = json.loads((work / "exp" / "AVd0.5" / "decode_eval_far_miss0.5_random" / "score_cer" / "result.json")
                        .read_text())["meta"]
@@ -97,6 +104,7 @@ def test_recipe_end_to_end(tmp_path):
     results = (work / "exp" / "RESULTS.md").read_text(encoding="utf-8")
     assert re.search(r"^\|\s*A0\s*\|", results, re.M), results
     assert re.search(r"^\|\s*AV0\s*\|", results, re.M), results
+    assert re.search(r"^\|\s*V0\s*\|\s*video only \(lip reader\)", results, re.M), results
 
     # re-running the finished recipe is a no-op apart from the report
     r2 = subprocess.run(cmd[:1] + ["--stage", "1", "--stop_stage", "10"] + cmd[1:], cwd=RECIPE,

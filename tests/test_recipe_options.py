@@ -13,7 +13,8 @@ RUN_LOCAL = RECIPE / "utils" / "run_local.sh"
 
 def _avsr(tmp_path, *args):
     """avsr.sh past its last stage: options are parsed and models derived, nothing runs."""
-    cmd = ["./avsr.sh", "--stage", "99", "--stop_stage", "99", "--expdir", str(tmp_path / "exp"), *args]
+    stages = [] if "--stage" in args else ["--stage", "99", "--stop_stage", "99"]
+    cmd = ["./avsr.sh", *stages, "--expdir", str(tmp_path / "exp"), *args]
     return subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=120)
 
 
@@ -54,3 +55,17 @@ def test_local_launcher_threads(tmp_path):
     r = subprocess.run([str(RUN_LOCAL), "b.log", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "threads=1" in (tmp_path / "b.log").read_text()
+
+
+def test_a0_plus_v0_init_is_checked_before_any_stage_runs(tmp_path):
+    """An "X+Y" init must be an audio-only model + a lip reader; a swapped pair fails at parse time."""
+    asr, vsr = "A0:conf/train_asr.yaml:-", "V0:conf/train_vsr.yaml:-"
+    ok = _avsr(tmp_path, "--stage", "11", "--stop_stage", "7",
+               "--models", f"{asr} {vsr} AV0:conf/train_avsr.yaml:A0+V0")
+    assert ok.returncode == 0, ok.stderr
+    bad = _avsr(tmp_path, "--stage", "11", "--stop_stage", "7",
+                "--models", f"{asr} {vsr} AV0:conf/train_avsr.yaml:V0+A0")
+    assert bad.returncode != 0
+    assert "model AV0: init 'V0+A0' must be <audio-only model>+<lip reader" in bad.stderr
+    undeclared = _avsr(tmp_path, "--models", f"{asr} AV0:conf/train_avsr.yaml:A0+V0")
+    assert undeclared.returncode != 0 and "AV0 refers to 'V0'" in undeclared.stderr

@@ -124,3 +124,13 @@ def test_init_from_asr_with_a_lip_reader(tmp_path, tokens):
     with pytest.raises(ValueError, match="v0_other.pth"):
         init_from_asr(str(tmp_path / "a0.pth"), str(CONF / "train_avsr.yaml"), str(tmp_path / "init2.pth"),
                       token_list=str(tokens), vsr_model_file=str(other))
+
+
+def test_gpu_lip_reader_fits_the_gpu_av_config(tokens):
+    """conf/tuning: V0's video side has AV0's sizes, so all of it maps and nothing mismatches."""
+    v0 = build(CONF / "tuning/train_vsr_gpu.yaml", tokens)
+    av0 = build(CONF / "tuning/train_avsr_conformer_gpu.yaml", tokens)
+    mapped, rep = map_vsr_to_avsr(v0.state_dict(), av0.state_dict(), av0.encoder.num_fusion_blocks)
+    assert not rep.shape_mismatch
+    video_side = [k for k in av0.state_dict() if k.startswith(("video_frontend.", "encoder.video_proj.", "encoder.video_blocks."))]
+    assert sorted(mapped) == sorted(video_side)

@@ -192,6 +192,17 @@ is_adapter_model() {
     ! is_asr_model "$1" && [ "$(yaml_get "${configs[$i]}" model)" = ms_adapter ]
 }
 
+# "X+Y" inits: X an audio-only model, Y a lip reader, the model itself audio-visual.
+if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then
+    for i in "${!names[@]}"; do
+        [[ "${inits[$i]}" == *+* ]] || continue
+        _a="${inits[$i]%%+*}"; _v="${inits[$i]#*+}"
+        { is_asr_model "${_a}" && is_vsr_model "${_v}" && ! is_asr_model "${names[$i]}" && ! is_vsr_model "${names[$i]}"; } \
+            || die "model ${names[$i]}: init '${inits[$i]}' must be <audio-only model>+<lip reader (encoder: video_conformer)> for an AV model"
+    done
+    unset _a _v
+fi
+
 # The checkpoint a finished model is used through (averaged n-best, else best, else latest).
 model_checkpoint() {
     local d="${expdir}/$1" f
@@ -456,9 +467,7 @@ train_model() {   # train_model <name>
         # "A0+V0": audio side from an audio-only model, video branch from a lip reader
         local vsr_opts=() init_vsr=""
         if [[ "${init}" == *+* ]]; then
-            init_vsr="${init#*+}"; init="${init%%+*}"
-            { is_asr_model "${init}" && is_vsr_model "${init_vsr}" && [ "${task}" = avsr ]; } \
-                || die "model ${name}: init ${init}+${init_vsr} must be an audio-only model + a lip reader (encoder: video_conformer)"
+            init_vsr="${init#*+}"; init="${init%%+*}"   # types checked when the list is parsed
             vsr_opts=(--vsr_model_file "$(model_checkpoint "${init_vsr}")")
         fi
         local src; src="$(model_checkpoint "${init}")"

@@ -42,6 +42,7 @@ extra_args=("$@")   # everything after "--" goes to avsr.sh verbatim
 
 # The experiment list, one model per line: name:config:init[:teacher]
 #   init "-" = from scratch, an audio-only model = map its weights (init_from_asr),
+#   "A0+V0" = that plus the video branch of the lip reader V0 (encoder: video_conformer),
 #   an AV model = start from its checkpoint; teacher = frozen MDA-KD teacher.
 case "${preset}" in
     demo)
@@ -76,9 +77,10 @@ case "${preset}" in
         speed_perturb_factors="${speed_perturb_factors:-0.9 1.0 1.1}"
         : "${models:="
             A0:conf/tuning/train_asr_conformer_gpu.yaml:-
-            AV0:conf/tuning/train_avsr_conformer_gpu.yaml:A0
-            AV1:conf/tuning/train_avsr_drop_all_gpu.yaml:A0
-            AV2:conf/tuning/train_avsr_drop_p05_gpu.yaml:A0
+            V0:conf/tuning/train_vsr_gpu.yaml:-
+            AV0:conf/tuning/train_avsr_conformer_gpu.yaml:A0+V0
+            AV1:conf/tuning/train_avsr_drop_all_gpu.yaml:A0+V0
+            AV2:conf/tuning/train_avsr_drop_p05_gpu.yaml:A0+V0
             AV3:conf/tuning/train_avsr_drop_p05_gpu.yaml:AV0
             AV5:conf/tuning/train_avsr_kd_gpu.yaml:AV0:AV0
             AV6:conf/tuning/train_adapter_gpu.yaml:AV5
