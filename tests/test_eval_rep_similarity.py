@@ -113,3 +113,42 @@ def test_asr_against_av_model_with_missing_video(setup):
     with pytest.raises(ValueError, match="hidden outputs"):
         rep_similarity.main(_base(tmp, asr, tmp / "bad", "--avsr_train_config", str(av[0]), "--avsr_model_file", str(av[1]),
                                   "--data_path_and_name_and_type", f"{tmp}/roi.scp,video,npy", "--layers", "output:nope"))
+
+
+def test_utterance_without_lip_rois_enters_as_video_missing(setup):
+    """A kept no-ROI utterance (zero-length npy) is encoded as video entirely missing."""
+    tmp, asr = setup
+    from espnet_avsr.bin.avsr_inference import build_model
+    from espnet_avsr.tasks.avsr import AVSRTask
+
+    conf = dict(
+        token_type="char", normalize="utterance_mvn",
+        frontend_conf=dict(fs=FS, n_fft=512, win_length=400, hop_length=160, n_mels=40),
+        video_frontend="resnet18", video_frontend_conf=dict(width=4),
+        encoder="av_conformer",
+        encoder_conf=dict(output_size=WIDTH, attention_heads=2, linear_units=64, num_fusion_blocks=1, num_shared_blocks=1,
+                          cnn_module_kernel=7, mask_missing_in_cross_attention=True),
+        decoder="transformer", decoder_conf=dict(attention_heads=2, linear_units=64, num_blocks=1),
+    )
+    (tmp / "av_mask.yaml").write_text(yaml.safe_dump(conf), encoding="utf-8")
+    torch.manual_seed(2)
+    args = AVSRTask.get_parser().parse_args(["--config", str(tmp / "av_mask.yaml"), "--token_list", str(tmp / "tokens.txt")])
+    av = _save(AVSRTask.build_model(args), args, tmp / "av_mask")
+    lines = (tmp / "roi.scp").read_text().splitlines()
+    gone = lines[1].split()[0]
+    np.save(tmp / "no_video.npy", np.zeros((0, 96, 96), dtype=np.uint8))
+    lines[1] = f"{gone} {tmp / 'no_video.npy'}"
+    (tmp / "roi_gone.scp").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp / "gone_out"
+    rep_similarity.main(_base(tmp, asr, out, "--avsr_train_config", str(av[0]), "--avsr_model_file", str(av[1]),
+                              "--data_path_and_name_and_type", f"{tmp}/roi_gone.scp,video,npy", "--batch_size", "1"))
+    keys = (out / "keys.txt").read_text().split()
+    pooled = np.load(out / "pooled_avsr_output.npy")[keys.index(gone)]
+
+    model, _ = build_model(av[0], av[1])
+    model.eval()
+    wav = dict(ln.split() for ln in (tmp / "wav.scp").read_text().splitlines())
+    x, _ = sf.read(wav[gone], dtype="float32")
+    with torch.no_grad():
+        enc, _ = model.encode(torch.tensor(x)[None], torch.tensor([len(x)]))  # video=None: every frame missing
+    np.testing.assert_allclose(pooled, enc[0].mean(0).numpy(), rtol=1e-4, atol=1e-5)

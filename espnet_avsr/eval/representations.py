@@ -228,9 +228,13 @@ def collect_pooled(
                 raise ValueError("the AVSR model needs a video input: add roi.scp,video,npy to --data_path_and_name_and_type")
             video = batch["video"].to(device)
             video_lengths = batch["video_lengths"].to(device)
-            video_missing = None
+            # frames the data already lacks (an utterance kept without lip ROIs) stay flagged
+            video_missing = batch.get("video_missing")
+            if video_missing is not None:
+                video_missing = video_missing.to(device)
             if missing is not None and missing.rate > 0:
-                video, video_missing = simulate_batch_missing(video, video_lengths, keys, missing.rate, missing.pattern, missing.fill, missing.seed)
+                video, simulated = simulate_batch_missing(video, video_lengths, keys, missing.rate, missing.pattern, missing.fill, missing.seed)
+                video_missing = simulated if video_missing is None else (video_missing[:, : simulated.size(1)] | simulated)
             v_out = avsr_layer_outputs(avsr_model, speech, speech_lengths, video, video_lengths, avsr_layers, video_missing)
         else:
             v_out = asr_layer_outputs(avsr_model, speech, speech_lengths, avsr_layers)
