@@ -241,3 +241,46 @@ def test_init_from_asr_copies_audio_blocks(tmp_path):
     ea, _ = a0.encoder.embed(x, None)
     eb, _ = av.encoder.embed(x, None)
     torch.testing.assert_close(ea[0], av.encoder.audio_pos(eb)[0])
+
+
+# ----------------------------------------------------------------------------- audio dropout
+def test_audio_dropout_zeroes_whole_utterances_in_training_only():
+    m = model(audio_dropout=0.5).train()
+    feats = torch.randn(64, 30, 40)
+    lens = torch.full((64,), 8)
+    torch.manual_seed(0)
+    out = m.drop_audio(feats, lens, None)
+    dropped = (out == 0).flatten(1).all(dim=1)
+    kept = (out == feats).flatten(1).all(dim=1)
+    assert bool((dropped | kept).all())  # whole utterances, nothing in between
+    assert 16 <= int(dropped.sum()) <= 48
+    # a sample whose video is entirely missing keeps its audio
+    missing = torch.zeros(64, 8, dtype=torch.bool)
+    missing[:32] = True
+    torch.manual_seed(0)
+    out = m.drop_audio(feats, lens, missing)
+    assert not bool((out[:32] == 0).flatten(1).all(dim=1).any())
+    assert bool((out[32:] == 0).flatten(1).all(dim=1).any())
+    # eval mode: encode never drops audio, so the output does not depend on the RNG
+    m.eval()
+    b = batch()
+    e1, _ = m.encode(b["speech"], b["speech_lengths"], b["video"], b["video_lengths"])
+    torch.manual_seed(123)
+    e2, _ = m.encode(b["speech"], b["speech_lengths"], b["video"], b["video_lengths"])
+    torch.testing.assert_close(e1, e2)
+    with pytest.raises(ValueError, match="audio_dropout"):
+        model(audio_dropout=1.0)
+
+
+def test_audio_dropout_makes_the_output_depend_on_video_only():
+    """With the audio dropped, changing the speech does not change the encoder output."""
+    m = model(audio_dropout=0.999).train()
+    for mod in m.modules():  # deterministic apart from the audio dropout draw
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+    b = batch()
+    torch.manual_seed(0)
+    e1, _ = m.encode(b["speech"], b["speech_lengths"], b["video"], b["video_lengths"])
+    torch.manual_seed(0)
+    e2, _ = m.encode(b["speech"] * 3 + 0.5, b["speech_lengths"], b["video"], b["video_lengths"])
+    torch.testing.assert_close(e1, e2)

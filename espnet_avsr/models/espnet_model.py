@@ -8,6 +8,13 @@ Video dropout runs inside ``forward`` (training mode only) so that a KD wrapper 
 the teacher the complete video of the very same batch: ``model_conf.video_dropout:
 {prob, rate, pattern, fill}`` (see ``espnet_avsr.data.missing_video``). Zero-filled
 frames are zero in the normalised domain (the preprocessor already normalised).
+
+Audio dropout (``model_conf.audio_dropout``, per-sample probability, training only) is the
+mirror image: the whole utterance's normalised fbank is zeroed, so the sample must be
+recognised from the lips. Only samples that keep some video are eligible. Why: on a small
+corpus the audio branch memorises the training speakers, and an AV model then fits its
+training data through the audio alone and stops reading lips (RESULTS.md, small runs);
+modality dropout of the audio is AV-HuBERT's remedy for the same imbalance.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         video_frontend: lip-ROI front-end producing per-frame d_model features.
         encoder: ``AVConformerEncoder``.
         video_dropout: dict for ``VideoDropoutConfig`` (prob, rate, pattern, fill) or None.
+        audio_dropout: per-sample probability that the whole audio is zeroed (training only).
     """
 
     def __init__(
@@ -67,6 +75,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         sym_eos: str = "<sos/eos>",
         extract_feats_in_collect_stats: bool = True,
         video_dropout: Optional[Dict] = None,
+        audio_dropout: float = 0.0,
     ):
         super().__init__(
             vocab_size=vocab_size,
@@ -94,6 +103,9 @@ class ESPnetAVSRModel(ESPnetASRModel):
         )
         self.video_frontend = video_frontend
         self.video_dropout = VideoDropoutConfig(**video_dropout) if video_dropout else None
+        if not 0.0 <= float(audio_dropout) < 1.0:
+            raise ValueError(f"audio_dropout must be in [0, 1), got {audio_dropout}")
+        self.audio_dropout = float(audio_dropout)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -113,6 +125,18 @@ class ESPnetAVSRModel(ESPnetASRModel):
         mask = batch_dropout_mask(video_lengths.tolist(), video.size(1), cfg, np.random.default_rng(seed))
         mask_t = torch.from_numpy(mask).to(video.device)
         return apply_batch_missing(video, mask_t, cfg.fill), mask_t
+
+    def drop_audio(
+        self, feats: torch.Tensor, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """Zero the normalised features of samples drawn with ``audio_dropout`` that keep some video."""
+        has_video = video_lengths > 0
+        if video_missing is not None:
+            t = torch.arange(video_missing.size(1), device=video_missing.device)[None, :]
+            present = (~video_missing) & (t < video_lengths.to(video_missing.device)[:, None])
+            has_video = has_video.to(present.device) & present.any(dim=1)
+        drop = (torch.rand(feats.size(0), device=feats.device) < self.audio_dropout) & has_video.to(feats.device)
+        return feats.masked_fill(drop[:, None, None], 0.0) if bool(drop.any()) else feats
 
     def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A zero video, every frame missing, as long as the subsampled audio (audio-only use)."""
@@ -147,6 +171,8 @@ class ESPnetAVSRModel(ESPnetASRModel):
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
         video = video[:, : int(video_lengths.max())]
+        if self.training and self.audio_dropout > 0:
+            feats = self.drop_audio(feats, video_lengths, video_missing)
         if video_missing is not None:
             video_missing = video_missing[:, : video.size(1)]
         vfeats, vlens = self.video_frontend(video, video_lengths)

@@ -503,7 +503,7 @@ train_model() {   # train_model <name>
                      --valid_shape_file "${stats}/valid/video_shape"
                      --fold_length "${video_fold_length}")
     fi
-    log_msg "training ${name} (${task}, config ${config}, init ${init}, teacher ${teacher}); log ${out}/train.log"
+    log_msg "training ${name} (${task}, config ${config}, init ${inits[$i]}, teacher ${teacher}); log ${out}/train.log"
     # shellcheck disable=SC2046
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" "${out}/train.log" \
         "${python}" -m "$(train_module "${task}")" --config "${config}" $(token_opts) \
