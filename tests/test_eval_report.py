@@ -146,3 +146,12 @@ def test_cli_regenerates_and_handles_empty_tree(tmp_path):
     assert rep.tables["missing/eval_far/random/zeros"].rows[0][0] == "A0"
     with pytest.raises(ValueError, match="not found"):
         make_report_cli.main(["--exp", str(tmp_path / "nope")])
+
+
+def test_training_description_names_each_kind_of_model():
+    from espnet_avsr.eval.report import training_description
+
+    assert training_description({"modality": "video", "init": None}, False) == "video only (lip reader)"
+    assert training_description({"modality": "audio"}, True) == "audio only"
+    av0 = {"modality": "av", "train_dropout": 0, "init": "A0+V0", "kd": False, "adapter": False}  # as parse_meta reads them
+    assert training_description(av0, False) == "no dropout, init A0+V0"

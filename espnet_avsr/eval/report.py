@@ -186,6 +186,8 @@ def training_description(meta: Dict, audio_only: bool) -> str:
     parts = []
     if audio_only:
         parts.append("audio only")
+    elif str(meta.get("modality", "")).lower() == "video":
+        parts.append("video only (lip reader)")
     if meta.get("train_dropout") is not None:
         d = meta["train_dropout"]
         parts.append("no dropout" if d in (0, 0.0) else f"dropout {d}")

@@ -561,8 +561,6 @@ meta = {"model": name, "modality": modality, "config": cfg_path.rsplit("/", 1)[-
         "init": "none" if init == "-" else init}
 if study != "-":   # a model added by --dropout_study_rates
     meta["study"] = study
-if modality == "video":
-    meta["train"] = "video only (lip reader)"
 adapter = cfg.get("model") == "ms_adapter" or bool(mc.get("adapter_conf"))
 if modality == "av" and not adapter:
     vd = mc.get("video_dropout")
