@@ -4,7 +4,7 @@
 # Frames for AVSR"). This file is the storyboard; avsr.sh runs the stages.
 #
 #   ./run.sh                          demo: synthetic corpus, tiny models, CPU (2 cores)
-#   ./run.sh --preset small           CPU, ~2.5 h: 0.6 h corpus, A0, V0, AV0/3/5/6 (RESULTS.md)
+#   ./run.sh --preset small           CPU, ~1 h 40 min: 0.6 h corpus, A0, V0, AV0/3/5/6 (RESULTS.md)
 #   ./run.sh --preset bench           GPU benchmark: larger corpus, paper-sized configs
 #   ./run.sh --misp_root /data/MISP2022 --preset bench --ngpu 4   the real corpus (or set db.sh)
 #   ./run.sh --preset small --dropout_study true   + the dropout study (AVd0.1 ... AVd0.7)
@@ -61,7 +61,7 @@ case "${preset}" in
         "}"
         ;;
     small)
-        # 2 CPU cores, ~2.5 h: 0.6 h of synthetic sessions with 15 training speakers,
+        # 2 CPU cores, ~1 h 40 min: 0.6 h of synthetic sessions with 15 training speakers,
         # delay-and-sum front-end (WPE would add ~45 min). The lip reader V0 pre-trains the
         # video branch; without it AV0 ignores the video at this size (RESULTS.md).
         # Epochs are the configs' own (A0 30, V0 12, AV0 8, AV3/AV5/AV6 6).
