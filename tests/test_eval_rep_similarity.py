@@ -57,6 +57,19 @@ def setup(tmp_path_factory):
     return tmp, asr
 
 
+def _av_conf(**encoder_conf) -> dict:
+    """A tiny espnet_avsr AV model config (width WIDTH); ``encoder_conf`` adds encoder options."""
+    return dict(
+        token_type="char", normalize="utterance_mvn",
+        frontend_conf=dict(fs=FS, n_fft=512, win_length=400, hop_length=160, n_mels=40),
+        video_frontend="resnet18", video_frontend_conf=dict(width=4),
+        encoder="av_conformer",
+        encoder_conf=dict(output_size=WIDTH, attention_heads=2, linear_units=64, num_fusion_blocks=1, num_shared_blocks=1,
+                          cnn_module_kernel=7, **encoder_conf),
+        decoder="transformer", decoder_conf=dict(attention_heads=2, linear_units=64, num_blocks=1),
+    )
+
+
 def _base(tmp, asr, out, *extra):
     return ["--asr_train_config", str(asr[0]), "--asr_model_file", str(asr[1]),
             "--data_path_and_name_and_type", f"{tmp}/wav.scp,speech,sound",
@@ -87,15 +100,7 @@ def test_asr_against_av_model_with_missing_video(setup):
     tmp, asr = setup
     from espnet_avsr.tasks.avsr import AVSRTask
 
-    conf = dict(
-        token_type="char", normalize="utterance_mvn",
-        frontend_conf=dict(fs=FS, n_fft=512, win_length=400, hop_length=160, n_mels=40),
-        video_frontend="resnet18", video_frontend_conf=dict(width=4),
-        encoder="av_conformer",
-        encoder_conf=dict(output_size=WIDTH, attention_heads=2, linear_units=64, num_fusion_blocks=1, num_shared_blocks=1,
-                          cnn_module_kernel=7),
-        decoder="transformer", decoder_conf=dict(attention_heads=2, linear_units=64, num_blocks=1),
-    )
+    conf = _av_conf()
     (tmp / "av.yaml").write_text(yaml.safe_dump(conf), encoding="utf-8")
     torch.manual_seed(1)
     av_args = AVSRTask.get_parser().parse_args(["--config", str(tmp / "av.yaml"), "--token_list", str(tmp / "tokens.txt")])
@@ -121,15 +126,7 @@ def test_utterance_without_lip_rois_enters_as_video_missing(setup):
     from espnet_avsr.bin.avsr_inference import build_model
     from espnet_avsr.tasks.avsr import AVSRTask
 
-    conf = dict(
-        token_type="char", normalize="utterance_mvn",
-        frontend_conf=dict(fs=FS, n_fft=512, win_length=400, hop_length=160, n_mels=40),
-        video_frontend="resnet18", video_frontend_conf=dict(width=4),
-        encoder="av_conformer",
-        encoder_conf=dict(output_size=WIDTH, attention_heads=2, linear_units=64, num_fusion_blocks=1, num_shared_blocks=1,
-                          cnn_module_kernel=7, mask_missing_in_cross_attention=True),
-        decoder="transformer", decoder_conf=dict(attention_heads=2, linear_units=64, num_blocks=1),
-    )
+    conf = _av_conf(mask_missing_in_cross_attention=True)
     (tmp / "av_mask.yaml").write_text(yaml.safe_dump(conf), encoding="utf-8")
     torch.manual_seed(2)
     args = AVSRTask.get_parser().parse_args(["--config", str(tmp / "av_mask.yaml"), "--token_list", str(tmp / "tokens.txt")])

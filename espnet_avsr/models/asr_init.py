@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
 
 @dataclass
 class MappingReport:
-    mapped: Dict[str, str] = field(default_factory=dict)  # avsr key -> asr key
-    unused_asr: List[str] = field(default_factory=list)  # A0 keys with no AV counterpart
+    mapped: Dict[str, str] = field(default_factory=dict)  # avsr key -> source key
+    unused_asr: List[str] = field(default_factory=list)  # source (A0 or V0) keys with no AV counterpart
     unmapped_avsr: List[str] = field(default_factory=list)  # AV keys left at their init
     shape_mismatch: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"mapped {len(self.mapped)} tensors; AV tensors left as initialised: {len(self.unmapped_avsr)}; "
-            f"unused A0 tensors: {len(self.unused_asr)}; shape mismatches: {len(self.shape_mismatch)}"
+            f"unused source tensors: {len(self.unused_asr)}; shape mismatches: {len(self.shape_mismatch)}"
         )
 
 
@@ -50,17 +50,16 @@ def asr_key_to_avsr(key: str, num_fusion_blocks: int, num_shared_blocks: int) ->
     return None
 
 
-def map_asr_to_avsr(
-    asr_state: Dict[str, torch.Tensor],
+def _map_onto(
+    src_state: Dict[str, torch.Tensor],
     avsr_state: Dict[str, torch.Tensor],
-    num_fusion_blocks: int,
-    num_shared_blocks: int,
+    key_fn: Callable[[str], Optional[str]],
 ) -> tuple[Dict[str, torch.Tensor], MappingReport]:
-    """Return the AV-named tensors taken from A0 (only those) and a report."""
+    """Copy the source tensors ``key_fn`` names an AV counterpart for (same shape only)."""
     out: Dict[str, torch.Tensor] = {}
     rep = MappingReport()
-    for k, v in asr_state.items():
-        tgt = asr_key_to_avsr(k, num_fusion_blocks, num_shared_blocks)
+    for k, v in src_state.items():
+        tgt = key_fn(k)
         if tgt is None or tgt not in avsr_state:
             rep.unused_asr.append(k)
             continue
@@ -72,6 +71,15 @@ def map_asr_to_avsr(
     rep.unmapped_avsr = [k for k in avsr_state if k not in out]
     return out, rep
 
+
+def map_asr_to_avsr(
+    asr_state: Dict[str, torch.Tensor],
+    avsr_state: Dict[str, torch.Tensor],
+    num_fusion_blocks: int,
+    num_shared_blocks: int,
+) -> tuple[Dict[str, torch.Tensor], MappingReport]:
+    """Return the AV-named tensors taken from A0 (only those) and a report."""
+    return _map_onto(asr_state, avsr_state, lambda k: asr_key_to_avsr(k, num_fusion_blocks, num_shared_blocks))
 
 _VSR_BLOCK = re.compile(r"^encoder\.video_blocks\.(\d+)\.")
 
@@ -92,17 +100,4 @@ def map_vsr_to_avsr(
     num_fusion_blocks: int,
 ) -> tuple[Dict[str, torch.Tensor], MappingReport]:
     """The AV-named video-side tensors taken from a lip reader V0, and a report."""
-    out: Dict[str, torch.Tensor] = {}
-    rep = MappingReport()
-    for k, v in vsr_state.items():
-        tgt = vsr_key_to_avsr(k, num_fusion_blocks)
-        if tgt is None or tgt not in avsr_state:
-            rep.unused_asr.append(k)
-            continue
-        if tuple(avsr_state[tgt].shape) != tuple(v.shape):
-            rep.shape_mismatch.append(f"{k} {tuple(v.shape)} -> {tgt} {tuple(avsr_state[tgt].shape)}")
-            continue
-        out[tgt] = v.clone()
-        rep.mapped[tgt] = k
-    rep.unmapped_avsr = [k for k in avsr_state if k not in out]
-    return out, rep
+    return _map_onto(vsr_state, avsr_state, lambda k: vsr_key_to_avsr(k, num_fusion_blocks))

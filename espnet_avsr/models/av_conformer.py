@@ -85,6 +85,36 @@ def fit_video(video: torch.Tensor, video_lengths: torch.Tensor, lengths: torch.T
     return out
 
 
+def make_conformer_layer(
+    d: int,
+    attention_heads: int,
+    linear_units: int,
+    dropout_rate: float,
+    attention_dropout_rate: float,
+    macaron_style: bool,
+    use_cnn_module: bool,
+    cnn_module_kernel: int,
+    activation_type: str,
+    zero_triu: bool,
+) -> EncoderLayer:
+    """One ESPnet Conformer block (rel-pos attention, macaron FFN, conv module), pre-norm.
+
+    The single recipe for every stream's block, so the blocks of A0, V0 and the AV encoder
+    have the same parameter names and shapes and map onto each other.
+    """
+    activation = get_activation(activation_type)
+    return EncoderLayer(
+        d,
+        RelPositionMultiHeadedAttention(attention_heads, d, attention_dropout_rate, zero_triu),
+        PositionwiseFeedForward(d, linear_units, dropout_rate, activation),
+        PositionwiseFeedForward(d, linear_units, dropout_rate, activation) if macaron_style else None,
+        ConvolutionModule(d, cnn_module_kernel, activation) if use_cnn_module else None,
+        dropout_rate,
+        True,
+        False,
+    )
+
+
 class AVConformerEncoder(AbsEncoder):
     """Dual-stream Conformer with cross-attention fusion (N fusion + M shared layers).
 
@@ -143,19 +173,9 @@ class AVConformerEncoder(AbsEncoder):
         self.video_proj = nn.Identity() if video_input_size == d else nn.Linear(video_input_size, d)
         self.video_pos = RelPositionalEncoding(d, positional_dropout_rate, max_pos_emb_len)
 
-        activation = get_activation(activation_type)
-
         def conformer_layer() -> EncoderLayer:
-            return EncoderLayer(
-                d,
-                RelPositionMultiHeadedAttention(attention_heads, d, attention_dropout_rate, zero_triu),
-                PositionwiseFeedForward(d, linear_units, dropout_rate, activation),
-                PositionwiseFeedForward(d, linear_units, dropout_rate, activation) if macaron_style else None,
-                ConvolutionModule(d, cnn_module_kernel, activation) if use_cnn_module else None,
-                dropout_rate,
-                True,
-                False,
-            )
+            return make_conformer_layer(d, attention_heads, linear_units, dropout_rate, attention_dropout_rate,
+                                        macaron_style, use_cnn_module, cnn_module_kernel, activation_type, zero_triu)
 
         self.cross_attention = nn.ModuleList(
             [DualCrossAttention(d, attention_heads, dropout_rate, attention_dropout_rate) for _ in range(num_fusion_blocks)]

@@ -20,15 +20,11 @@ import torch
 from torch import nn
 
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
-from espnet.nets.pytorch_backend.conformer.convolution import ConvolutionModule
-from espnet.nets.pytorch_backend.conformer.encoder_layer import EncoderLayer
-from espnet.nets.pytorch_backend.nets_utils import get_activation, make_pad_mask
-from espnet.nets.pytorch_backend.transformer.attention import RelPositionMultiHeadedAttention
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
 from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
-from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import PositionwiseFeedForward
 
-from espnet_avsr.models.av_conformer import EncoderOutput
+from espnet_avsr.models.av_conformer import EncoderOutput, make_conformer_layer
 
 
 class VideoConformerEncoder(AbsEncoder):
@@ -60,19 +56,10 @@ class VideoConformerEncoder(AbsEncoder):
         self.num_blocks = num_blocks
         self.video_proj = nn.Identity() if video_input_size == d else nn.Linear(video_input_size, d)
         self.video_pos = RelPositionalEncoding(d, positional_dropout_rate, max_pos_emb_len)
-        activation = get_activation(activation_type)
         self.video_blocks = nn.ModuleList(
             [
-                EncoderLayer(
-                    d,
-                    RelPositionMultiHeadedAttention(attention_heads, d, attention_dropout_rate, zero_triu),
-                    PositionwiseFeedForward(d, linear_units, dropout_rate, activation),
-                    PositionwiseFeedForward(d, linear_units, dropout_rate, activation) if macaron_style else None,
-                    ConvolutionModule(d, cnn_module_kernel, activation) if use_cnn_module else None,
-                    dropout_rate,
-                    True,
-                    False,
-                )
+                make_conformer_layer(d, attention_heads, linear_units, dropout_rate, attention_dropout_rate,
+                                     macaron_style, use_cnn_module, cnn_module_kernel, activation_type, zero_triu)
                 for _ in range(num_blocks)
             ]
         )
