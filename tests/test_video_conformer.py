@@ -117,6 +117,10 @@ def test_init_from_asr_with_a_lip_reader(tmp_path, tokens):
     # left as initialised: exactly the fusion pieces neither model has
     left = report.split("# AV tensors left as initialised")[1].split()
     assert left and all(k.startswith(("encoder.cross_attention.", "encoder.merge.")) for k in left)
+    # the headline counts what both sources left; each source's line says what it alone misses
+    assert report.splitlines()[0].startswith("in all: ") and f"left as initialised: {len(left)};" in report.splitlines()[0]
+    per_source = [line for line in report.splitlines() if line.startswith("## ")]
+    assert len(per_source) == 2 and all("this source does not cover" in line for line in per_source)
 
     # a lip reader of another width is refused, naming the file
     other = tmp_path / "v0_other.pth"

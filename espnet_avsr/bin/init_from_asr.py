@@ -42,7 +42,7 @@ def build_avsr_model(avsr_config: str, token_list, normalize_conf: Optional[dict
 
 
 def _report_lines(title: str, rep: MappingReport) -> list:
-    lines = [f"## {title}: {rep.summary()}", "", "# mapped (avsr <- source)"]
+    lines = [f"## {title}: {rep.summary(per_source=True)}", "", "# mapped (avsr <- source)"]
     lines += [f"{k} <- {v}" for k, v in rep.mapped.items()]
     lines += ["", "# shape mismatch"] + rep.shape_mismatch
     lines += ["", "# unused source tensors"] + rep.unused_asr
@@ -81,11 +81,11 @@ def init_from_asr(asr_model_file: str, avsr_config: str, out: str, asr_train_con
         rep.mapped.update(vmapped)
         rep.shape_mismatch += vrep.shape_mismatch
         lines += [""] + _report_lines(f"V0 {vsr_model_file}", vrep)
-        logging.info("V0: %s", vrep.summary())
+        logging.info("V0: %s", vrep.summary(per_source=True))
     rep.unmapped_avsr = [k for k in avsr_state if k not in mapped]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(mapped, out)
-    lines = [rep.summary(), ""] + lines + ["", "# AV tensors left as initialised"] + rep.unmapped_avsr
+    lines = ["in all: " + rep.summary(), ""] + lines + ["", "# AV tensors left as initialised"] + rep.unmapped_avsr
     Path(str(out) + ".report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     logging.info(rep.summary())
     if rep.shape_mismatch:

@@ -24,9 +24,12 @@ class MappingReport:
     unmapped_avsr: List[str] = field(default_factory=list)  # AV keys left at their init
     shape_mismatch: List[str] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def summary(self, per_source: bool = False) -> str:
+        """One line of counts. ``per_source``: the report of one source (A0 or V0) alone, whose
+        uncovered AV tensors may well come from the other source, so they are not "left"."""
+        left = "AV tensors this source does not cover" if per_source else "AV tensors left as initialised"
         return (
-            f"mapped {len(self.mapped)} tensors; AV tensors left as initialised: {len(self.unmapped_avsr)}; "
+            f"mapped {len(self.mapped)} tensors; {left}: {len(self.unmapped_avsr)}; "
             f"unused source tensors: {len(self.unused_asr)}; shape mismatches: {len(self.shape_mismatch)}"
         )
 
