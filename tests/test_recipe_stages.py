@@ -132,3 +132,16 @@ def test_avsr_rejects_bad_settings(tmp_path, args, message):
     r = _avsr(tmp_path, "--stage", "99", *args)
     assert r.returncode != 0
     assert message in r.stderr
+
+
+def test_avsr_names_a_malformed_model_config(tmp_path):
+    """The model list's configs are read once at start: broken YAML stops the recipe naming the file."""
+    bad = tmp_path / "train_avsr_broken.yaml"
+    bad.write_text("encoder: av_conformer\nmodel_conf: {video_dropout: [\n", encoding="utf-8")
+    r = _avsr(tmp_path, "--stage", "99", "--models", f"A0:conf/train_asr.yaml:- AV0:{bad}:A0")
+    assert r.returncode != 0
+    assert f"{bad}: not a readable YAML config" in r.stderr and "cannot read the model configs" in r.stderr
+    listed = tmp_path / "train_avsr_list.yaml"
+    listed.write_text("- encoder\n", encoding="utf-8")
+    r = _avsr(tmp_path, "--stage", "99", "--models", f"AV0:{listed}:-")
+    assert r.returncode != 0 and f"{listed}: a config must be a YAML mapping, got list" in r.stderr

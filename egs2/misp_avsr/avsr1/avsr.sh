@@ -164,10 +164,32 @@ for i in "${!names[@]}"; do   # init/teacher must be declared earlier in the lis
     done
 done
 unset ok ref k
+# What each model is, read from the configs in one go (one Python start, not one per question):
+# asr (stock ESPnet ASR, its config named train_asr*), vsr (lip reader, encoder: video_conformer),
+# adapter (model: ms_adapter, trains adapters on its frozen init model), avsr; missing: no config.
+mapfile -t kinds < <("${python}" - "${configs[@]}" <<'PY'
+import os, sys, yaml
+for path in sys.argv[1:]:
+    if os.path.basename(path).startswith("train_asr"):
+        print("asr")
+    elif not os.path.isfile(path):
+        print("missing")
+    else:
+        try:
+            cfg = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            sys.exit(f"{path}: not a readable YAML config ({e})")
+        if not isinstance(cfg, dict):
+            sys.exit(f"{path}: a config must be a YAML mapping, got {type(cfg).__name__}")
+        print("vsr" if cfg.get("encoder") == "video_conformer"
+              else "adapter" if cfg.get("model") == "ms_adapter" else "avsr")
+PY
+)
+[ "${#kinds[@]}" -eq "${#names[@]}" ] || die "cannot read the model configs (see the error above)"
 if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then   # fail before hours of data prep
     for i in "${!names[@]}"; do
         [ -f "${configs[$i]}" ] || die "config ${configs[$i]} of model ${names[$i]} does not exist"
-        if [ "$(yaml_get "${configs[$i]}" model)" = ms_adapter ] && [ "${inits[$i]}" = - ]; then
+        if [ "${kinds[$i]}" = adapter ] && [ "${inits[$i]}" = - ]; then
             die "adapter model ${names[$i]} needs its base AV model as init"
         fi
     done
@@ -179,18 +201,11 @@ model_index() {
     die "model '$1' is referenced but not declared in --models"
 }
 # Audio-only models run stock ESPnet ASR; their configs are named train_asr*.yaml.
-is_asr_model() { [[ "$(basename "${configs[$(model_index "$1")]}")" == train_asr* ]]; }
+is_asr_model() { [ "${kinds[$(model_index "$1")]}" = asr ]; }
 # Lip readers (encoder: video_conformer) pre-train the video branch: init "A0+V0".
-is_vsr_model() {
-    ! is_asr_model "$1" && [ "$(yaml_get "${configs[$(model_index "$1")]}" encoder)" = video_conformer ]
-}
-
-# MS-Adapter models (model: ms_adapter) train adapters on a frozen base (their init model);
-# they decode as base checkpoint + --adapter_file.
-is_adapter_model() {
-    local i; i="$(model_index "$1")"
-    ! is_asr_model "$1" && [ "$(yaml_get "${configs[$i]}" model)" = ms_adapter ]
-}
+is_vsr_model() { [ "${kinds[$(model_index "$1")]}" = vsr ]; }
+# MS-Adapter models decode as base checkpoint + --adapter_file.
+is_adapter_model() { [ "${kinds[$(model_index "$1")]}" = adapter ]; }
 
 # "X+Y" inits: X an audio-only model, Y a lip reader, the model itself audio-visual.
 if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then
