@@ -190,6 +190,25 @@ def test_kd_is_zero_when_the_student_is_the_teacher_and_video_is_complete(teache
     assert student.encoder.embed.conv[0].weight.grad is not None
 
 
+def test_teacher_hears_the_students_audio_dropout(teacher_files):
+    """With audio dropout the teacher gets the student's draw: the two differ only in the video,
+    so a student that is the teacher has no KD loss even on audio-dropped samples."""
+    student = kd_model(teacher_files, audio_dropout=0.9).train()
+    for m in student.modules():  # BatchNorm (ResNet, Conformer conv): the only other train/eval gap
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    feats = {}
+    for name, m in (("student", student), ("teacher", student.teacher())):
+        m.encoder.register_forward_pre_hook(lambda mod, a, kw, name=name: feats.__setitem__(name, a[0].clone()),
+                                            with_kwargs=True)
+    torch.manual_seed(0)
+    loss, stats = student.distill(**batch())
+    zeroed = (feats["student"] == 0).flatten(1).all(dim=1)
+    assert bool(zeroed.any())  # at least one sample is recognised from the lips alone
+    torch.testing.assert_close(feats["teacher"], feats["student"])
+    assert float(stats["loss_kd"]) == pytest.approx(0.0, abs=1e-5)
+
+
 def test_kd_only_dropped_ignores_undropped_samples(teacher_files):
     student = kd_model(teacher_files, kd_only_dropped=True)
     torch.manual_seed(0)

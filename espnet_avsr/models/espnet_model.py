@@ -14,7 +14,8 @@ mirror image: the whole utterance's normalised fbank is zeroed, so the sample mu
 recognised from the lips. Only samples that keep some video are eligible. Why: on a small
 corpus the audio branch memorises the training speakers, and an AV model then fits its
 training data through the audio alone and stops reading lips (RESULTS.md, small runs);
-modality dropout of the audio is AV-HuBERT's remedy for the same imbalance.
+modality dropout of the audio is AV-HuBERT's remedy for the same imbalance. ``encode``
+takes a given draw (``audio_drop``) so the KD teacher can hear what the student heard.
 """
 
 from __future__ import annotations
@@ -126,16 +127,22 @@ class ESPnetAVSRModel(ESPnetASRModel):
         mask_t = torch.from_numpy(mask).to(video.device)
         return apply_batch_missing(video, mask_t, cfg.fill), mask_t
 
-    def drop_audio(
-        self, feats: torch.Tensor, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]
+    def audio_drop_mask(
+        self, batch_size: int, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor], device: torch.device
     ) -> torch.Tensor:
-        """Zero the normalised features of samples drawn with ``audio_dropout`` that keep some video."""
+        """(B,) bool: the samples drawn with ``audio_dropout`` among those that keep some video."""
         has_video = video_lengths > 0
         if video_missing is not None:
             t = torch.arange(video_missing.size(1), device=video_missing.device)[None, :]
             present = (~video_missing) & (t < video_lengths.to(video_missing.device)[:, None])
             has_video = has_video.to(present.device) & present.any(dim=1)
-        drop = (torch.rand(feats.size(0), device=feats.device) < self.audio_dropout) & has_video.to(feats.device)
+        return (torch.rand(batch_size, device=device) < self.audio_dropout) & has_video.to(device)
+
+    def drop_audio(
+        self, feats: torch.Tensor, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """Zero the normalised features of samples drawn with ``audio_dropout`` that keep some video."""
+        drop = self.audio_drop_mask(feats.size(0), video_lengths, video_missing, feats.device)
         return feats.masked_fill(drop[:, None, None], 0.0) if bool(drop.any()) else feats
 
     def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -157,10 +164,14 @@ class ESPnetAVSRModel(ESPnetASRModel):
         video_missing: Optional[torch.Tensor] = None,
         return_hidden: bool = False,
         utt_ids: Optional[Sequence[str]] = None,
+        audio_drop: Optional[torch.Tensor] = None,
     ) -> EncodeResult:
         """Frontends + AV encoder.
 
         ``video=None`` means no video at all: a zero video with every frame missing.
+        ``audio_drop``: (B,) bool, zero these samples' audio whatever the mode; None draws it
+        with ``audio_dropout`` in training. The KD teacher gets the student's draw, so the two
+        differ only in the video (hidden["audio_dropped"] holds the draw used).
         Returns ``(enc, enc_lens)`` or ``(enc, enc_lens, hidden)`` (DESIGN §5).
         """
         if video is None:
@@ -171,8 +182,13 @@ class ESPnetAVSRModel(ESPnetASRModel):
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
         video = video[:, : int(video_lengths.max())]
-        if self.training and self.audio_dropout > 0:
-            feats = self.drop_audio(feats, video_lengths, video_missing)
+        if audio_drop is None and self.training and self.audio_dropout > 0:
+            audio_drop = self.audio_drop_mask(feats.size(0), video_lengths, video_missing, feats.device)
+        if audio_drop is not None:
+            audio_drop = audio_drop.to(device=feats.device, dtype=torch.bool)
+            if audio_drop.shape != (feats.size(0),):
+                raise ValueError(f"audio_drop must be ({feats.size(0)},) bool, got {tuple(audio_drop.shape)}")
+            feats = feats.masked_fill(audio_drop[:, None, None], 0.0)
         if video_missing is not None:
             video_missing = video_missing[:, : video.size(1)]
         vfeats, vlens = self.video_frontend(video, video_lengths)
@@ -180,6 +196,8 @@ class ESPnetAVSRModel(ESPnetASRModel):
             feats, feats_lengths, vfeats, vlens, video_missing=video_missing, return_hidden=return_hidden, utt_ids=utt_ids
         )
         if return_hidden:
+            hidden["audio_dropped"] = audio_drop if audio_drop is not None else torch.zeros(
+                feats.size(0), dtype=torch.bool, device=feats.device)
             return enc, enc_lens, hidden
         return enc, enc_lens
 

@@ -6,7 +6,10 @@ training-time video dropout (``model_conf.video_dropout``). The loss is the plai
 CTC/attention loss of the student plus ``kd_weight`` x a KD distance pulling the
 student's multimodal representations (``kd_layers`` of ``encode(..., return_hidden=True)``,
 e.g. ``fusion``, ``shared.1``) or posteriors (``ctc`` / ``decoder`` with ``kl``) toward the
-teacher's, over valid frames only.
+teacher's, over valid frames only. With ``audio_dropout`` the teacher gets the student's
+draw of audio-zeroed samples, so its input differs from the student's in the video only:
+a teacher that hears audio the student lost would ask for a representation no lip
+reading can reach, and KD would fight the CTC/attention losses on those samples.
 
 The teacher is deliberately *not* a submodule: it lives in a plain list, so the state
 dict, ``.to()``, ``.train()`` and DDP see only the student. A checkpoint of this model is
@@ -190,12 +193,14 @@ class MDAKDModel(ESPnetAVSRModel):
         text: torch.Tensor,
         text_lengths: torch.Tensor,
         utt_ids: Optional[Sequence[str]],
+        audio_drop: Optional[torch.Tensor] = None,
     ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         """One no-grad teacher pass on the complete video: the compared tensors + enc lengths."""
         speech, speech_lengths, video, video_lengths, video_missing = batch
         with torch.no_grad():
             enc, lens, hidden = teacher.encode(
-                speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=utt_ids
+                speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=utt_ids,
+                audio_drop=audio_drop,
             )
             views: Dict[str, torch.Tensor] = {}
             for key in self.kd_layers:
@@ -207,7 +212,7 @@ class MDAKDModel(ESPnetAVSRModel):
                 elif key in hidden:
                     views[key] = hidden[key]
                 else:
-                    avail = sorted(k for k in hidden if k not in ("video", "video_missing"))
+                    avail = sorted(k for k in hidden if k not in ("video", "video_missing", "audio_dropped"))
                     raise ValueError(f"kd_layers key {key!r} is not an encoder hidden state; available: {avail}")
         return views, lens
 
@@ -280,14 +285,9 @@ class MDAKDModel(ESPnetAVSRModel):
         text = self.prepare_text(text, text_lengths)
         video = video[:, : int(video_lengths.max())]
         complete, complete_missing = video, video_missing
-        # same order of RNG use as ESPnetAVSRModel.forward: dropout, then the student's specaug
-        # (the eval-mode teacher draws no random numbers)
+        # same order of RNG use as ESPnetAVSRModel.forward: video dropout, the student's specaug,
+        # its audio dropout; the eval-mode teacher draws no random numbers
         video, video_missing, dropped = self.apply_training_dropout(video, video_lengths, video_missing)
-
-        teacher = self.teacher(speech.device)
-        t_views, t_lens = self._teacher_views(
-            teacher, (speech, speech_lengths, complete, video_lengths, complete_missing), text, text_lengths, utt_ids
-        )
 
         s_views: Dict[str, torch.Tensor] = {}
         enc, enc_lens, aux = self.encode(
@@ -295,6 +295,14 @@ class MDAKDModel(ESPnetAVSRModel):
         )
         with self._capture_decoder_logits(s_views):
             loss_asr, stats = self.losses(enc, enc_lens, aux, text, text_lengths)
+
+        # the teacher hears what the student heard (its audio-dropped samples too) and sees the
+        # complete video: the KD target differs from the student's input in the video only
+        teacher = self.teacher(speech.device)
+        t_views, t_lens = self._teacher_views(
+            teacher, (speech, speech_lengths, complete, video_lengths, complete_missing), text, text_lengths, utt_ids,
+            audio_drop=aux["audio_dropped"],
+        )
         if not torch.equal(t_lens.to(enc_lens.device), enc_lens):
             raise RuntimeError(f"MDA-KD: teacher/student encoder lengths differ ({t_lens.tolist()} vs {enc_lens.tolist()})")
         for key in self.kd_layers:
