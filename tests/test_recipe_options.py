@@ -69,3 +69,23 @@ def test_a0_plus_v0_init_is_checked_before_any_stage_runs(tmp_path):
     assert "model AV0: init 'V0+A0' must be <audio-only model>+<lip reader" in bad.stderr
     undeclared = _avsr(tmp_path, "--models", f"{asr} AV0:conf/train_avsr.yaml:A0+V0")
     assert undeclared.returncode != 0 and "AV0 refers to 'V0'" in undeclared.stderr
+
+
+def test_small_preset_chain_is_a_fair_comparison():
+    """AV0's fine-tune is AV3 without dropout and AV5 is AV3 plus KD: same schedule, so the
+    table compares dropout and KD, not extra epochs or another learning rate."""
+    load = lambda name: yaml.safe_load((RECIPE / "conf" / name).read_text(encoding="utf-8"))
+    ft, av3, av5 = load("train_avsr_ft.yaml"), load("train_avsr_drop_p05.yaml"), load("train_avsr_kd.yaml")
+    assert ft["model_conf"]["video_dropout"] is None and av3["model_conf"]["video_dropout"]["prob"] == 0.5
+    assert {k: v for k, v in ft.items() if k != "model_conf"} == {k: v for k, v in av3.items() if k != "model_conf"}
+    assert {k: v for k, v in ft["model_conf"].items() if k != "video_dropout"} == \
+        {k: v for k, v in av3["model_conf"].items() if k != "video_dropout"}
+    assert {k: v for k, v in av5.items() if k not in ("model", "model_conf")} == \
+        {k: v for k, v in av3.items() if k not in ("model", "model_conf")}
+    assert av5["model_conf"]["video_dropout"] == av3["model_conf"]["video_dropout"]
+    # the preset chains them: AV0pre -> AV0 (fine-tune) -> AV3 / AV5 (teacher AV0)
+    run = (RECIPE / "run.sh").read_text(encoding="utf-8")
+    small = run[run.index("    small)"):run.index("    bench)")]
+    for line in ("AV0pre:conf/train_avsr.yaml:A0+V0", "AV0:conf/train_avsr_ft.yaml:AV0pre",
+                 "AV3:conf/train_avsr_drop_p05.yaml:AV0", "AV5:conf/train_avsr_kd.yaml:AV0:AV0"):
+        assert line in small, line

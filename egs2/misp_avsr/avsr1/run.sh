@@ -4,7 +4,7 @@
 # Frames for AVSR"). This file is the storyboard; avsr.sh runs the stages.
 #
 #   ./run.sh                          demo: synthetic corpus, tiny models, CPU (2 cores)
-#   ./run.sh --preset small           CPU, ~1 h 40 min: 0.6 h corpus, A0, V0, AV0/3/5/6 (RESULTS.md)
+#   ./run.sh --preset small           CPU, ~1 h 55 min: 0.6 h corpus, A0, V0, AV0pre, AV0/3/5/6 (RESULTS.md)
 #   ./run.sh --preset bench           GPU benchmark: larger corpus, paper-sized configs
 #   ./run.sh --misp_root /data/MISP2022 --preset bench --ngpu 4   the real corpus (or set db.sh)
 #   ./run.sh --preset small --dropout_study true   + the dropout study (AVd0.1 ... AVd0.7)
@@ -61,17 +61,20 @@ case "${preset}" in
         "}"
         ;;
     small)
-        # 2 CPU cores, ~1 h 40 min: 0.6 h of synthetic sessions with 15 training speakers,
+        # 2 CPU cores, ~1 h 55 min: 0.6 h of synthetic sessions with 15 training speakers,
         # delay-and-sum front-end (WPE would add ~45 min). The lip reader V0 pre-trains the
-        # video branch; without it AV0 ignores the video at this size (RESULTS.md).
-        # Epochs are the configs' own (A0 30, V0 12, AV0 8, AV3/AV5/AV6 6).
+        # video branch; without it AV0 ignores the video at this size (RESULTS.md). AV0 is
+        # trained in two steps (AV0pre, then the fine-tune), so that it is converged before
+        # AV3 and AV5 start from it and before it teaches AV5.
+        # Epochs are the configs' own (A0 30, V0 12, AV0pre 8, AV0/AV3/AV5/AV6 6).
         : "${nj:=2}" "${ngpu:=0}" "${hours:=0.6}" "${frontend:=ds}"
         corpus_preset=demo
         preset_args=(--corpus_args "--speakers_per_hour 30")
         : "${models:="
             A0:conf/train_asr.yaml:-
             V0:conf/train_vsr.yaml:-
-            AV0:conf/train_avsr.yaml:A0+V0
+            AV0pre:conf/train_avsr.yaml:A0+V0
+            AV0:conf/train_avsr_ft.yaml:AV0pre
             AV3:conf/train_avsr_drop_p05.yaml:AV0
             AV5:conf/train_avsr_kd.yaml:AV0:AV0
             AV6:conf/train_adapter.yaml:AV5
