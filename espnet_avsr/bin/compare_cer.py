@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Is one decode's CER really lower than another's? A paired bootstrap over utterances.
+
+    python -m espnet_avsr.bin.compare_cer --ref data/eval_far/text \
+        --hyp_a exp/AV3/decode_eval_far_miss0.25_random/text --name_a AV3 \
+        --hyp_b exp/AV5/decode_eval_far_miss0.25_random/text --name_b AV5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_avsr.eval.cer import score_corpus
+from espnet_avsr.eval.io import read_text
+from espnet_avsr.eval.significance import compare_scores
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Paired bootstrap (resampled utterances) of the CER difference of two decodes of one test set",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--ref", required=True, help="reference text (utt transcript)")
+    parser.add_argument("--hyp_a", required=True, help="decode text of system A (the baseline)")
+    parser.add_argument("--hyp_b", required=True, help="decode text of system B")
+    parser.add_argument("--name_a", default="A")
+    parser.add_argument("--name_b", default="B")
+    parser.add_argument("--num_boot", type=int, default=10000)
+    parser.add_argument("--ci", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="also write the result as JSON here")
+    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(cmd: Optional[List[str]] = None) -> dict:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    refs = read_text(args.ref)
+    scores = []
+    for path in (args.hyp_a, args.hyp_b):
+        score = score_corpus(refs, read_text(path))
+        if score.missing_hyp:
+            logging.warning("%s: %d reference utterances have no hypothesis (scored as deletions)", path, len(score.missing_hyp))
+        scores.append(score)
+    result = compare_scores(*scores, num_boot=args.num_boot, seed=args.seed, ci=args.ci)
+    print(result.line(args.name_a, args.name_b))
+    record = {"name_a": args.name_a, "name_b": args.name_b, "hyp_a": args.hyp_a, "hyp_b": args.hyp_b, **result.as_dict()}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return record
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as e:
+        logging.error("%s", e)
+        sys.exit(1)

@@ -1,0 +1,88 @@
+"""Paired bootstrap over utterances: is system B's CER really lower than system A's?
+
+Why: the synthetic test sets have tens of utterances, where one CER point can be a handful of
+characters. Resampling whole utterances with replacement, the same draw for both systems
+(Bisani & Ney, ICASSP 2004), gives the spread of the CER difference that another test set of
+that size would show, so a table row can say whether a gap is more than noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Sequence
+
+import numpy as np
+
+from espnet_avsr.eval.cer import CorpusScore
+
+
+@dataclass
+class PairedBootstrap:
+    cer_a: float
+    cer_b: float
+    delta: float  # cer_b - cer_a on the test set itself (negative: B is better)
+    ci_low: float  # percentile interval of the resampled delta
+    ci_high: float
+    p_b_better: float  # share of resamples where B has the lower CER
+    num_utts: int
+    num_boot: int
+    ci: float
+
+    def as_dict(self) -> Dict[str, float]:
+        return asdict(self)
+
+    def line(self, name_a: str = "A", name_b: str = "B") -> str:
+        pct = lambda x: f"{100 * x:+.2f}"
+        return (
+            f"{name_a} {100 * self.cer_a:.2f} vs {name_b} {100 * self.cer_b:.2f}: {name_b}-{name_a} {pct(self.delta)} "
+            f"points, {100 * self.ci:.0f} % CI [{pct(self.ci_low)}, {pct(self.ci_high)}], "
+            f"P({name_b} better) {self.p_b_better:.3f} ({self.num_utts} utts, {self.num_boot} resamples)"
+        )
+
+
+def paired_bootstrap(
+    errors_a: Sequence[int],
+    errors_b: Sequence[int],
+    ref_chars: Sequence[int],
+    num_boot: int = 10000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> PairedBootstrap:
+    """Per-utterance error counts of A and B on the same references -> the bootstrap of B - A."""
+    ea, eb, n = (np.asarray(x, dtype=np.float64) for x in (errors_a, errors_b, ref_chars))
+    if not (ea.shape == eb.shape == n.shape and ea.ndim == 1):
+        raise ValueError(f"paired bootstrap needs equal-length 1-d counts, got {ea.shape}, {eb.shape}, {n.shape}")
+    if ea.size == 0 or n.sum() <= 0:
+        raise ValueError("paired bootstrap needs at least one utterance with reference characters")
+    if num_boot < 1 or not 0.0 < ci < 1.0:
+        raise ValueError(f"num_boot must be >= 1 and ci in (0, 1), got {num_boot}, {ci}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, ea.size, size=(num_boot, ea.size))
+    chars = n[idx].sum(axis=1)
+    chars[chars == 0] = np.nan  # a resample of empty references only: no CER to compare
+    d = (eb[idx].sum(axis=1) - ea[idx].sum(axis=1)) / chars
+    d = d[np.isfinite(d)]
+    alpha = (1.0 - ci) / 2.0
+    return PairedBootstrap(
+        cer_a=float(ea.sum() / n.sum()),
+        cer_b=float(eb.sum() / n.sum()),
+        delta=float((eb.sum() - ea.sum()) / n.sum()),
+        ci_low=float(np.quantile(d, alpha)),
+        ci_high=float(np.quantile(d, 1.0 - alpha)),
+        p_b_better=float(np.mean(d < 0)),
+        num_utts=int(ea.size),
+        num_boot=int(d.size),
+        ci=ci,
+    )
+
+
+def compare_scores(a: CorpusScore, b: CorpusScore, **kwargs) -> PairedBootstrap:
+    """Paired bootstrap of two ``score_corpus`` results on the same references."""
+    ids_a, ids_b = [u.utt_id for u in a.utts], [u.utt_id for u in b.utts]
+    if ids_a != ids_b:
+        raise ValueError(f"the two scores cover different utterances ({len(ids_a)} vs {len(ids_b)}); "
+                         "score both against the same reference text")
+    refs_a, refs_b = [u.counts.ref_chars for u in a.utts], [u.counts.ref_chars for u in b.utts]
+    if refs_a != refs_b:
+        raise ValueError("the two scores have different reference lengths: not the same reference text")
+    return paired_bootstrap([u.counts.errors for u in a.utts], [u.counts.errors for u in b.utts], refs_a, **kwargs)
