@@ -62,3 +62,18 @@ def test_cli_scores_both_decodes_and_writes_json(tmp_path, capsys):
     with pytest.raises(ValueError, match="missing_text"):
         compare_cer.main(["--ref", str(tmp_path / "missing_text"), "--hyp_a", str(tmp_path / "a"),
                           "--hyp_b", str(tmp_path / "b")])
+
+
+def test_cli_pools_conditions_by_utterance(tmp_path, capsys):
+    """Two conditions, A and B one better each: pooled, CERs are the sums and equal."""
+    (tmp_path / "text").write_text("u1 今天天气\nu2 我们去看\n", encoding="utf-8")
+    for name, content in (("a1", "u1 今天天\nu2 我们去看\n"), ("a2", "u1 今天天气\nu2 我们去看\n"),
+                          ("b1", "u1 今天天气\nu2 我们去看\n"), ("b2", "u1 今天天\nu2 我们去看\n")):
+        (tmp_path / name).write_text(content, encoding="utf-8")
+    t = lambda n: str(tmp_path / n)
+    rec = compare_cer.main(["--ref", t("text"), "--hyp_a", t("a1"), t("a2"), "--hyp_b", t("b1"), t("b2"),
+                            "--num_boot", "200"])
+    assert rec["cer_a"] == rec["cer_b"] == pytest.approx(1 / 16) and rec["delta"] == 0.0
+    assert rec["ci_low"] == rec["ci_high"] == 0.0  # paired by utterance: u1 has 1 error on each side
+    with pytest.raises(ValueError, match="pair them one to one"):
+        compare_cer.main(["--ref", t("text"), "--hyp_a", t("a1"), t("a2"), "--hyp_b", t("b1")])

@@ -4,6 +4,10 @@
     python -m espnet_avsr.bin.compare_cer --ref data/eval_far/text \
         --hyp_a exp/AV3/decode_eval_far_miss0.25_random/text --name_a AV3 \
         --hyp_b exp/AV5/decode_eval_far_miss0.25_random/text --name_b AV5
+
+Several ``--hyp_a`` with as many ``--hyp_b`` (e.g. every missing rate) pool the conditions:
+an utterance's errors are summed over them and whole utterances are resampled, since one
+utterance's decodes under different conditions are not independent.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import List, Optional
 
 from espnet_avsr.eval.cer import score_corpus
 from espnet_avsr.eval.io import read_text
-from espnet_avsr.eval.significance import compare_scores
+from espnet_avsr.eval.significance import compare_scores, pool_scores
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -26,8 +30,8 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--ref", required=True, help="reference text (utt transcript)")
-    parser.add_argument("--hyp_a", required=True, help="decode text of system A (the baseline)")
-    parser.add_argument("--hyp_b", required=True, help="decode text of system B")
+    parser.add_argument("--hyp_a", required=True, nargs="+", help="decode text(s) of system A (the baseline)")
+    parser.add_argument("--hyp_b", required=True, nargs="+", help="decode text(s) of system B, one per --hyp_a")
     parser.add_argument("--name_a", default="A")
     parser.add_argument("--name_b", default="B")
     parser.add_argument("--num_boot", type=int, default=10000)
@@ -41,14 +45,18 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> dict:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    if len(args.hyp_a) != len(args.hyp_b):
+        raise ValueError(f"--hyp_a has {len(args.hyp_a)} files and --hyp_b {len(args.hyp_b)}: pair them one to one")
     refs = read_text(args.ref)
-    scores = []
-    for path in (args.hyp_a, args.hyp_b):
-        score = score_corpus(refs, read_text(path))
-        if score.missing_hyp:
-            logging.warning("%s: %d reference utterances have no hypothesis (scored as deletions)", path, len(score.missing_hyp))
-        scores.append(score)
-    result = compare_scores(*scores, num_boot=args.num_boot, seed=args.seed, ci=args.ci)
+    scores = {"a": [], "b": []}
+    for side, paths in (("a", args.hyp_a), ("b", args.hyp_b)):
+        for path in paths:
+            score = score_corpus(refs, read_text(path))
+            if score.missing_hyp:
+                logging.warning("%s: %d reference utterances have no hypothesis (scored as deletions)", path, len(score.missing_hyp))
+            scores[side].append(score)
+    result = compare_scores(pool_scores(scores["a"]), pool_scores(scores["b"]),
+                            num_boot=args.num_boot, seed=args.seed, ci=args.ci)
     print(result.line(args.name_a, args.name_b))
     record = {"name_a": args.name_a, "name_b": args.name_b, "hyp_a": args.hyp_a, "hyp_b": args.hyp_b, **result.as_dict()}
     if args.out:

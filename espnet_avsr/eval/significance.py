@@ -9,11 +9,11 @@ that size would show, so a table row can say whether a gap is more than noise.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
-from espnet_avsr.eval.cer import CorpusScore
+from espnet_avsr.eval.cer import CorpusScore, ErrorCounts, UttScore
 
 
 @dataclass
@@ -86,3 +86,24 @@ def compare_scores(a: CorpusScore, b: CorpusScore, **kwargs) -> PairedBootstrap:
     if refs_a != refs_b:
         raise ValueError("the two scores have different reference lengths: not the same reference text")
     return paired_bootstrap([u.counts.errors for u in a.utts], [u.counts.errors for u in b.utts], refs_a, **kwargs)
+
+
+def pool_scores(scores: List[CorpusScore]) -> CorpusScore:
+    """Several conditions of one test set (e.g. missing rates) as one score whose utterance
+    counts are summed over the conditions, so a bootstrap resamples whole utterances."""
+    if not scores:
+        raise ValueError("pool_scores needs at least one score")
+    ids = [u.utt_id for u in scores[0].utts]
+    for s in scores[1:]:
+        if [u.utt_id for u in s.utts] != ids:
+            raise ValueError("pooled scores must cover the same utterances (one test set, several conditions)")
+    utts = []
+    for i, utt in enumerate(ids):
+        counts = ErrorCounts()
+        for s in scores:
+            counts = counts + s.utts[i].counts
+        utts.append(UttScore(utt, counts, scores[0].utts[i].ref, None))
+    total = ErrorCounts()
+    for s in scores:
+        total = total + s.total
+    return CorpusScore(total=total, utts=utts)
