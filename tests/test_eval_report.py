@@ -60,6 +60,10 @@ def _tree(exp):
             "num_samples": 20, "meta": {"model": model, "train_dropout": d},
             "pairs": [{"asr_layer": "output", "avsr_layer": "output", "cka": 0.5 + d / 2, "cosine_file": "cosine_output__output.npy",
                        "diag_contrast": float(d)}]}))
+    rd = exp / "AV6" / "relative_miss1.0"  # an adapter model: no video dropout of its own
+    rd.mkdir(parents=True)
+    (rd / "relative_cer.json").write_text(json.dumps(
+        {"relative_cer": 0.2, "meta": {"model": "AV6", "adapter": "true", "missing_rate": 1.0, "test_set": "eval_far"}}))
     bad = exp / "broken" / "decode"
     bad.mkdir(parents=True)
     (bad / "result.json").write_text("{not json")
@@ -124,6 +128,7 @@ def test_dropout_study_tables_and_plots(report):
     rel = rep.tables["relative_cer"]
     assert rel.header[-2:] == ["test missing 0", "test missing 1.0"]
     assert {r[0]: r[-1] for r in rel.rows}["AVd0.7"] == "10.95"
+    assert rel.rows[-1][:2] == ["AV6", "-"] and rel.rows[-1][-1] == "20.00"  # not filed under dropout 0
     assert len(rep.tables["similarity"].rows) == 4
     for name in ("cer_vs_missing_eval_far_random_zeros", "cer_vs_snr", "dropout_cer_vs_missing_eval_far_random_zeros",
                  "relative_cer_vs_dropout", "similarity_vs_dropout"):

@@ -393,9 +393,11 @@ class ReportBuilder:
         cells: Dict[str, Dict[float, float]] = {}
         for r in recs:
             cells.setdefault(r.model, {})[r.rate or 0.0] = r.value
-        ordered = sorted(cells, key=lambda m: (_as_float(self.model_meta.get(m, {}).get("train_dropout")) or 0.0, _natural(m)))
+        # a model without its own video dropout setting (an MS-Adapter on its base) is "-", last
+        drop = {m: _as_float(self.model_meta.get(m, {}).get("train_dropout")) for m in cells}
+        ordered = sorted(cells, key=lambda m: (drop[m] is None, drop[m] or 0.0, _natural(m)))
         rows = [
-            [m, fmt_rate(_as_float(self.model_meta.get(m, {}).get("train_dropout")) or 0.0)] + [fmt(cells[m].get(rt)) for rt in rates]
+            [m, MISSING if drop[m] is None else fmt_rate(drop[m])] + [fmt(cells[m].get(rt)) for rt in rates]
             for m in ordered
         ]
         return Table(
