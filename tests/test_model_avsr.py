@@ -249,18 +249,30 @@ def test_audio_dropout_zeroes_whole_utterances_in_training_only():
     feats = torch.randn(64, 30, 40)
     lens = torch.full((64,), 8)
     torch.manual_seed(0)
-    out = m.drop_audio(feats, lens, None)
-    dropped = (out == 0).flatten(1).all(dim=1)
-    kept = (out == feats).flatten(1).all(dim=1)
-    assert bool((dropped | kept).all())  # whole utterances, nothing in between
-    assert 16 <= int(dropped.sum()) <= 48
+    drop = m.audio_drop_mask(64, lens, None, feats.device)
+    assert drop.dtype == torch.bool and drop.shape == (64,)
+    assert 16 <= int(drop.sum()) <= 48
     # a sample whose video is entirely missing keeps its audio
     missing = torch.zeros(64, 8, dtype=torch.bool)
     missing[:32] = True
     torch.manual_seed(0)
-    out = m.drop_audio(feats, lens, missing)
-    assert not bool((out[:32] == 0).flatten(1).all(dim=1).any())
-    assert bool((out[32:] == 0).flatten(1).all(dim=1).any())
+    drop = m.audio_drop_mask(64, lens, missing, feats.device)
+    assert not bool(drop[:32].any()) and bool(drop[32:].any())
+    # encode zeroes exactly the drawn samples' whole utterances: hidden["audio_dropped"]
+    b = batch()
+    seen = {}
+    m.encoder.register_forward_pre_hook(lambda mod, a, kw: seen.__setitem__("feats", a[0].clone()), with_kwargs=True)
+    torch.manual_seed(0)
+    _, _, hidden = m.encode(b["speech"], b["speech_lengths"], b["video"], b["video_lengths"], return_hidden=True)
+    zeroed = (seen["feats"] == 0).flatten(1).all(dim=1)
+    assert torch.equal(zeroed, hidden["audio_dropped"])
+    given = torch.tensor([True] + [False] * (len(b["speech"]) - 1))
+    m.eval()  # a given draw applies in eval mode too (the KD teacher's case)
+    _, _, hidden = m.encode(b["speech"], b["speech_lengths"], b["video"], b["video_lengths"], return_hidden=True,
+                            audio_drop=given)
+    assert torch.equal(hidden["audio_dropped"], given) and bool((seen["feats"][0] == 0).all())
+    assert not bool((seen["feats"][1:] == 0).flatten(1).all(dim=1).any())
+    m.train()
     # eval mode: encode never drops audio, so the output does not depend on the RNG
     m.eval()
     b = batch()

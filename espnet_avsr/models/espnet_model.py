@@ -138,13 +138,6 @@ class ESPnetAVSRModel(ESPnetASRModel):
             has_video = has_video.to(present.device) & present.any(dim=1)
         return (torch.rand(batch_size, device=device) < self.audio_dropout) & has_video.to(device)
 
-    def drop_audio(
-        self, feats: torch.Tensor, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]
-    ) -> torch.Tensor:
-        """Zero the normalised features of samples drawn with ``audio_dropout`` that keep some video."""
-        drop = self.audio_drop_mask(feats.size(0), video_lengths, video_missing, feats.device)
-        return feats.masked_fill(drop[:, None, None], 0.0) if bool(drop.any()) else feats
-
     def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A zero video, every frame missing, as long as the subsampled audio (audio-only use)."""
         feats, feats_lengths = self._extract_feats(speech, speech_lengths)
