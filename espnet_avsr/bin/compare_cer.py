@@ -13,12 +13,11 @@ utterance's decodes under different conditions are not independent.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 from typing import List, Optional
 
+from espnet_avsr.dataprep.fileio import atomic_write_json
 from espnet_avsr.eval.cer import score_corpus
 from espnet_avsr.eval.io import read_text
 from espnet_avsr.eval.significance import compare_scores, pool_scores
@@ -60,8 +59,7 @@ def main(cmd: Optional[List[str]] = None) -> dict:
     print(result.line(args.name_a, args.name_b))
     record = {"name_a": args.name_a, "name_b": args.name_b, "hyp_a": args.hyp_a, "hyp_b": args.hyp_b, **result.as_dict()}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_json(args.out, record)
     return record
 
 

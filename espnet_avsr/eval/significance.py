@@ -97,13 +97,6 @@ def pool_scores(scores: List[CorpusScore]) -> CorpusScore:
     for s in scores[1:]:
         if [u.utt_id for u in s.utts] != ids:
             raise ValueError("pooled scores must cover the same utterances (one test set, several conditions)")
-    utts = []
-    for i, utt in enumerate(ids):
-        counts = ErrorCounts()
-        for s in scores:
-            counts = counts + s.utts[i].counts
-        utts.append(UttScore(utt, counts, scores[0].utts[i].ref, None))
-    total = ErrorCounts()
-    for s in scores:
-        total = total + s.total
-    return CorpusScore(total=total, utts=utts)
+    utts = [UttScore(utt, sum((s.utts[i].counts for s in scores), ErrorCounts()), scores[0].utts[i].ref, None)
+            for i, utt in enumerate(ids)]
+    return CorpusScore(total=sum((u.counts for u in utts), ErrorCounts()), utts=utts)
