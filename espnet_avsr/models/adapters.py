@@ -38,6 +38,9 @@ from torch import nn
 # module-name suffixes an adapter may wrap: attention projections and FFN linears
 ATTENTION_TARGETS = ("linear_q", "linear_k", "linear_v", "linear_out")
 FFN_TARGETS = ("w_1", "w_2")
+# ``targets`` shorthands: ``qkv`` is the figure's W_{K,Q,V}; ``attention`` adds the output projection
+TARGET_PRESETS = {"qkv": ["linear_q", "linear_k", "linear_v"], "attention": list(ATTENTION_TARGETS)}
+BRIDGES = ("auto", "lowrank", "skip")
 ADAPTER_KEY = re.compile(r"(^|\.)(lora_A|lora_B|lora_scaling)(\.|$)")
 
 
@@ -117,9 +120,13 @@ class AdapterConfig:
     """``model_conf.adapter_conf``: where the LoRA branches go and how big they are.
 
     blocks: module-name prefixes (relative to the model) whose Linears get adapters.
-    targets: Linear names inside them (``linear_q/k/v/out``; add ``w_1``/``w_2`` for FFNs).
+    targets: Linear names inside them (``linear_q/k/v/out``; add ``w_1``/``w_2`` for FFNs), or
+        a shorthand: ``qkv`` (the figure's W_{K,Q,V}: query, key and value projections only)
+        or ``attention`` (those plus ``linear_out``, the default list).
     bridge: what replaces the merge FFN on the audio-only path: ``lowrank`` (identity +
-        a zero-initialised low-rank residual, trained with the adapters) or ``skip``.
+        a zero-initialised low-rank residual, trained with the adapters), ``skip`` (none) or
+        ``auto`` (``skip`` for the encoder's ``merge: figure``, whose audio stream needs no
+        bridge, else ``lowrank``; resolved by ``MSAdapterModel``).
     """
 
     rank: int = 8
@@ -129,13 +136,20 @@ class AdapterConfig:
     blocks: List[str] = field(
         default_factory=lambda: ["encoder.audio_blocks", "encoder.shared_blocks", "decoder.decoders"]
     )
-    bridge: str = "lowrank"
+    bridge: str = "auto"
 
     def __post_init__(self) -> None:
         if self.rank < 1:
             raise ValueError(f"adapter_conf.rank must be >= 1, got {self.rank}")
-        if self.bridge not in ("lowrank", "skip"):
-            raise ValueError(f"adapter_conf.bridge must be 'lowrank' or 'skip', got {self.bridge!r}")
+        if self.bridge not in BRIDGES:
+            raise ValueError(f"adapter_conf.bridge must be one of {BRIDGES}, got {self.bridge!r}")
+        if isinstance(self.targets, str):
+            if self.targets not in TARGET_PRESETS:
+                raise ValueError(
+                    f"adapter_conf.targets {self.targets!r} is no shorthand ({sorted(TARGET_PRESETS)}); "
+                    f"or give a list from {ATTENTION_TARGETS + FFN_TARGETS}"
+                )
+            self.targets = list(TARGET_PRESETS[self.targets])
         bad = [t for t in self.targets if t not in ATTENTION_TARGETS + FFN_TARGETS]
         if bad:
             raise ValueError(f"adapter_conf.targets {bad} unknown; choose from {ATTENTION_TARGETS + FFN_TARGETS}")

@@ -2,7 +2,16 @@
 
     audio fbank --Conv2dSubsampling(4x)--> 25 fps --+--[N x (dual cross-attn -> Conformer per stream)]
     video feats (front-end, 25 fps) ----------------+                 |
-                                               FFN merge [a; v] -> M shared Conformer -> after_norm
+                                                 merge -> M shared Conformer -> after_norm
+
+Two merges (``merge``):
+
+- ``last`` (default): LayerNorm(FFN([a_N; v_N])), the last fusion layer's two streams
+  concatenated (``fusion.StreamMerge``).
+- ``figure`` (the paper's architecture figure): a_N + FFN([v_0; v_1; ...; v_N]), the FFN fed
+  by the video stream entering the fusion layers and the video stream after *every* fusion
+  layer (``fusion.MultiLayerMerge``), its output added to the last audio stream. With
+  ``return_hidden`` the FFN's inputs are ``merge_in.<k>`` (k = 0..N), what MDA-KD may tap.
 
 Names are chosen so a stock ESPnet ConformerEncoder (A0, ``rel_pos_type: latest``,
 ``macaron_style: true``) maps onto it: ``embed`` = its ``embed``, ``audio_blocks[i]`` =
@@ -19,7 +28,9 @@ added frames are flagged missing.
 Audio-only route (``forward_audio_only``, used by the MS-Adapter switch): the audio
 stream runs through ``audio_blocks`` without cross-attention, an optional ``bridge``
 module stands in for the merge FFN, then ``shared_blocks``; the video projection, video
-blocks, cross-attention and merge are not computed at all.
+blocks, cross-attention and merge are not computed at all. With ``merge: figure`` no bridge
+is needed: dropping the FFN term of a_N + FFN(...) leaves the audio stream, so the route is
+the figure's dashed path (audio blocks -> shared blocks) and costs what A0's encoder costs.
 """
 
 from __future__ import annotations
@@ -43,9 +54,10 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
     check_short_utt,
 )
 
-from espnet_avsr.models.fusion import DualCrossAttention, StreamMerge
+from espnet_avsr.models.fusion import DualCrossAttention, MultiLayerMerge, StreamMerge
 
 EncoderOutput = Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]
+MERGES = ("last", "figure")
 
 
 class AVLengthMismatchError(ValueError):
@@ -124,6 +136,7 @@ class AVConformerEncoder(AbsEncoder):
         output_size: d_model.
         num_fusion_blocks: N (cross-attention + per-stream Conformer layers).
         num_shared_blocks: M (Conformer layers after the merge).
+        merge: ``last`` or ``figure`` (see the module docstring); ``merge_units`` is its FFN width.
         mask_missing_in_cross_attention: if True, audio does not attend to video frames
             flagged missing; default False, the paper's setting (missing frames are
             zero-filled inputs the model must learn to handle).
@@ -148,6 +161,7 @@ class AVConformerEncoder(AbsEncoder):
         activation_type: str = "swish",
         zero_triu: bool = False,
         merge_units: Optional[int] = None,
+        merge: str = "last",
         mask_missing_in_cross_attention: bool = False,
         length_tolerance: int = 3,
         on_length_mismatch: str = "error",
@@ -156,12 +170,15 @@ class AVConformerEncoder(AbsEncoder):
         super().__init__()
         if on_length_mismatch not in ("error", "repeat_last"):
             raise ValueError(f"on_length_mismatch must be 'error' or 'repeat_last', got {on_length_mismatch!r}")
+        if merge not in MERGES:
+            raise ValueError(f"encoder_conf.merge must be one of {MERGES}, got {merge!r}")
         if num_fusion_blocks < 1:
             raise ValueError("num_fusion_blocks must be >= 1 (use ESPnet's ConformerEncoder for audio only)")
         d = output_size
         self._output_size = d
         self.num_fusion_blocks = num_fusion_blocks
         self.num_shared_blocks = num_shared_blocks
+        self.merge_type = merge
         self.mask_missing_in_cross_attention = mask_missing_in_cross_attention
         self.length_tolerance = length_tolerance
         self.on_length_mismatch = on_length_mismatch
@@ -182,7 +199,10 @@ class AVConformerEncoder(AbsEncoder):
         )
         self.audio_blocks = nn.ModuleList([conformer_layer() for _ in range(num_fusion_blocks)])
         self.video_blocks = nn.ModuleList([conformer_layer() for _ in range(num_fusion_blocks)])
-        self.merge = StreamMerge(d, merge_units or linear_units, dropout_rate, activation_type)
+        if merge == "figure":
+            self.merge = MultiLayerMerge(d, num_fusion_blocks + 1, merge_units or linear_units, dropout_rate, activation_type)
+        else:
+            self.merge = StreamMerge(d, merge_units or linear_units, dropout_rate, activation_type)
         self.shared_blocks = nn.ModuleList([conformer_layer() for _ in range(num_shared_blocks)])
         self.after_norm = LayerNorm(d)
 
@@ -223,7 +243,8 @@ class AVConformerEncoder(AbsEncoder):
             (out (B, T, D), out_lens (B,), aux). ``aux`` always holds ``video`` (the
             last video stream, (B, T, D)) and ``video_missing`` ((B, T) bool after length
             reconciliation); with ``return_hidden`` also ``audio.<i>``, ``video.<i>``
-            (after fusion layer i), ``fusion`` (merged streams) and ``shared.<j>``.
+            (after fusion layer i), ``fusion`` (merged streams, the shared blocks' input),
+            ``shared.<j>`` and, with ``merge: figure``, ``merge_in.<k>`` (the FFN's inputs).
         """
         audio, audio_lengths = self.subsample_audio(feats, feats_lengths)
         lengths = reconcile_lengths(audio_lengths, video_lengths, self.length_tolerance, self.on_length_mismatch, utt_ids)
@@ -245,14 +266,21 @@ class AVConformerEncoder(AbsEncoder):
         audio, pos = self.audio_pos(audio)
         video, _ = self.video_pos(video)
         hidden: Dict[str, torch.Tensor] = {}
+        video_streams = [video]
         for i in range(self.num_fusion_blocks):
             audio, video = self.cross_attention[i](audio, video, mask, key_mask_video)
             (audio, _), _ = self.audio_blocks[i]((audio, pos), mask)
             (video, _), _ = self.video_blocks[i]((video, pos), mask)
+            video_streams.append(video)
             if return_hidden:
                 hidden[f"audio.{i}"] = audio
                 hidden[f"video.{i}"] = video
-        x = self.merge(audio, video)
+        if self.merge_type == "figure":
+            x = audio + self.merge(video_streams)
+            if return_hidden:
+                hidden.update({f"merge_in.{k}": v for k, v in enumerate(video_streams)})
+        else:
+            x = self.merge(audio, video)
         hidden["video"] = video
         hidden["video_missing"] = missing
         if return_hidden:

@@ -1,4 +1,4 @@
-"""Audio-visual fusion pieces: dual cross-attention and the FFN that merges both streams.
+"""Audio-visual fusion pieces: dual cross-attention and the FFNs that merge the streams.
 
 Kept apart from the encoder so later additions (MS-Adapters skipping the video branch,
 KD hooks on fused representations) can find and wrap them by name.
@@ -6,7 +6,7 @@ KD hooks on fused representations) can find and wrap them by name.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -62,3 +62,35 @@ class StreamMerge(nn.Module):
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
         return self.norm(self.ffn(torch.cat([audio, video], dim=-1)))
+
+
+class MultiLayerMerge(nn.Module):
+    """The figure's merge FFN: [v_0; v_1; ...; v_N] (stacked on features) -> d_model.
+
+    ``v_0`` is the video stream entering the first fusion layer (front-end output projected
+    to d_model), ``v_i`` the video stream after fusion layer i. The encoder adds the output
+    to the last fusion layer's audio stream. The last Linear starts at zero, so at init the
+    shared blocks read the audio stream alone: an AV model initialised from A0 starts from
+    A0's audio path (audio blocks -> shared blocks) up to the cross-attention residuals.
+    """
+
+    def __init__(
+        self, size: int, num_inputs: int, hidden_units: int, dropout_rate: float = 0.1, activation_type: str = "swish"
+    ):
+        super().__init__()
+        if num_inputs < 1:
+            raise ValueError(f"the merge FFN needs at least one input stream, got {num_inputs}")
+        self.num_inputs = num_inputs
+        self.ffn = nn.Sequential(
+            nn.Linear(num_inputs * size, hidden_units),
+            get_activation(activation_type),
+            nn.Dropout(dropout_rate),
+            nn.Linear(hidden_units, size),
+        )
+        nn.init.zeros_(self.ffn[3].weight)
+        nn.init.zeros_(self.ffn[3].bias)
+
+    def forward(self, streams: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(streams) != self.num_inputs:
+            raise ValueError(f"the merge FFN was built for {self.num_inputs} streams, got {len(streams)}")
+        return self.ffn(torch.cat(list(streams), dim=-1))

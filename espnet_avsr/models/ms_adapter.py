@@ -7,11 +7,16 @@ blocks and the decoder's self/source attention. Per sample:
 - video present (any frame not missing): the base model, adapters off, bit-identical;
 - video absent (every valid frame of ``video_missing`` True, ``video=None``, or
   ``adapter_switch: always``): adapters on, and the video front-end, video blocks,
-  cross-attention and merge FFN are *not computed*; audio blocks feed the shared blocks
-  through the ``audio_bridge`` (identity + zero-initialised low-rank residual, trained
-  with the adapters; ``adapter_conf.bridge: skip`` uses the bare identity). At init the
-  bridge is the identity, so an AV model initialised from A0 starts from A0's topology
-  (A0's encoder layers = audio blocks followed by shared blocks).
+  cross-attention and merge FFN are *not computed*. With the encoder's ``merge: figure``
+  (shared input = a_N + FFN(video streams)) the audio blocks feed the shared blocks
+  directly: dropping the FFN term leaves the audio stream, the figure's dashed path, and
+  nothing else runs. With ``merge: last`` (shared input = FFN([a_N; v_N])) the merge has no
+  audio-only term, so the audio blocks feed the shared blocks through the ``audio_bridge``
+  (identity + zero-initialised low-rank residual, trained with the adapters;
+  ``adapter_conf.bridge: skip`` uses the bare identity). At init the bridge is the
+  identity, so an AV model initialised from A0 starts from A0's topology (A0's encoder
+  layers = audio blocks followed by shared blocks). ``bridge: auto`` (default) picks
+  ``skip`` for ``figure`` and ``lowrank`` for ``last``.
 
 A mixed batch is split into its AV and audio-only sub-batches (each trimmed to its own
 lengths), run separately and scattered back in order, so a sample's output does not
@@ -111,7 +116,8 @@ class MSAdapterModel(ESPnetAVSRModel):
     """ESPnetAVSRModel + modality-specific adapters and the audio-only switch.
 
     Extra args (``model_conf``):
-        adapter_conf: dict for ``AdapterConfig`` (rank, alpha, dropout, targets, blocks, bridge).
+        adapter_conf: dict for ``AdapterConfig`` (rank, alpha, dropout, targets, blocks, bridge);
+            ``targets: qkv`` puts the adapters on the query/key/value projections only.
         adapter_switch: ``auto`` (adapters for video-absent samples), ``off`` (always the
             base model, even without video) or ``always`` (every sample audio-only).
         save_adapters_only: make ``state_dict()`` hold only the adapter tensors.
@@ -129,6 +135,9 @@ class MSAdapterModel(ESPnetAVSRModel):
     ):
         super().__init__(*args, **kwargs)
         self.adapter_conf = AdapterConfig(**(adapter_conf or {}))
+        if self.adapter_conf.bridge == "auto":
+            figure = getattr(self.encoder, "merge_type", "last") == "figure"
+            self.adapter_conf.bridge = "skip" if figure else "lowrank"
         self.adapter_switch = adapter_switch
         self.adapted_modules: List[str] = inject_lora(self, self.adapter_conf)
         conf = self.adapter_conf
