@@ -147,6 +147,17 @@ class ESPnetAVSRModel(ESPnetASRModel):
         missing = torch.arange(int(n.max()), device=speech.device)[None, :] < n[:, None]
         return video, n, missing
 
+    def audio_features(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Front-end features with SpecAugment (training mode only), before normalisation.
+
+        One draw per call; ``encode(..., audio_feats=...)`` takes such a draw so the MDA-KD
+        teacher can hear the student's augmented audio.
+        """
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        return feats, feats_lengths
+
     # ------------------------------------------------------------------ ESPnet API
     def encode(
         self,
@@ -158,20 +169,24 @@ class ESPnetAVSRModel(ESPnetASRModel):
         return_hidden: bool = False,
         utt_ids: Optional[Sequence[str]] = None,
         audio_drop: Optional[torch.Tensor] = None,
+        audio_feats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> EncodeResult:
         """Frontends + AV encoder.
 
         ``video=None`` means no video at all: a zero video with every frame missing.
         ``audio_drop``: (B,) bool, zero these samples' audio whatever the mode; None draws it
-        with ``audio_dropout`` in training. The KD teacher gets the student's draw, so the two
-        differ only in the video (hidden["audio_dropped"] holds the draw used).
+        with ``audio_dropout`` in training. The KD teacher gets the student's draw
+        (hidden["audio_dropped"] holds the draw used).
+        ``audio_feats``: ``audio_features()`` output to use instead of running the front-end
+        and SpecAugment here (MDA-KD's ``kd_teacher_audio: student``); still normalised here.
         Returns ``(enc, enc_lens)`` or ``(enc, enc_lens, hidden)`` (DESIGN §5).
         """
         if video is None:
             video, video_lengths, video_missing = self.empty_video(speech, speech_lengths)
-        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
-        if self.specaug is not None and self.training:
-            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        if audio_feats is None:
+            feats, feats_lengths = self.audio_features(speech, speech_lengths)
+        else:  # a copy: ESPnet's normalize layers work in place and the caller reuses the draw
+            feats, feats_lengths = audio_feats[0].clone(), audio_feats[1]
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
         video = video[:, : int(video_lengths.max())]
@@ -206,9 +221,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         The MS-Adapter switch calls this for samples without video; ``bridge`` replaces
         the merge FFN (see ``AVConformerEncoder.forward_audio_only``).
         """
-        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
-        if self.specaug is not None and self.training:
-            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        feats, feats_lengths = self.audio_features(speech, speech_lengths)
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
         enc, enc_lens, hidden = self.encoder.forward_audio_only(

@@ -5,11 +5,23 @@ student (this model, normally initialised from the teacher) sees the same batch 
 training-time video dropout (``model_conf.video_dropout``). The loss is the plain joint
 CTC/attention loss of the student plus ``kd_weight`` x a KD distance pulling the
 student's multimodal representations (``kd_layers`` of ``encode(..., return_hidden=True)``,
-e.g. ``fusion``, ``shared.1``) or posteriors (``ctc`` / ``decoder`` with ``kl``) toward the
-teacher's, over valid frames only. With ``audio_dropout`` the teacher gets the student's
-draw of audio-zeroed samples, so its input differs from the student's in the video only:
-a teacher that hears audio the student lost would ask for a representation no lip
-reading can reach, and KD would fight the CTC/attention losses on those samples.
+e.g. ``fusion``, ``shared.1``, or with the encoder's ``merge: figure`` the merge FFN's
+inputs ``merge_in.<k>``, all of them with ``merge_in``) or posteriors (``ctc`` / ``decoder``
+with ``kl``) toward the teacher's, over valid frames only.
+
+What differs between the teacher's input and the student's, exactly:
+
+- the video: complete for the teacher, after video dropout for the student (the point);
+- the audio dropout draw: never, the teacher gets the student's audio-zeroed samples
+  (a teacher that hears audio the student lost would ask for a representation no lip
+  reading can reach, and KD would fight the CTC/attention losses on those samples);
+- SpecAugment: with ``kd_teacher_audio: student`` never, the teacher hears the student's
+  augmented features (same draw, normalised by the teacher's own ``normalize``); with
+  ``kd_teacher_audio: clean`` (default, pending the dev-set decision, docs/DESIGN.md) the
+  eval-mode teacher hears the un-augmented audio, so KD also pulls the student toward
+  what the masked time/frequency bands held;
+- the weights' mode: the teacher runs in eval mode (no dropout, BatchNorm running stats),
+  the student in training mode.
 
 The teacher is deliberately *not* a submodule: it lives in a plain list, so the state
 dict, ``.to()``, ``.train()`` and DDP see only the student. A checkpoint of this model is
@@ -38,6 +50,8 @@ from espnet_avsr.models.kd_losses import DISTANCES, masked_kd_loss
 from espnet_avsr.models.registry import register
 
 POSTERIORS = ("ctc", "decoder")
+TEACHER_AUDIO = ("clean", "student")
+MERGE_TAPS = "merge_in"  # kd_layers shorthand: every input of the figure merge's FFN
 DEFAULT_LAYERS = {"mse": ["fusion"], "cosine": ["fusion"], "kl": ["ctc"]}
 
 
@@ -75,8 +89,12 @@ class MDAKDModel(ESPnetAVSRModel):
             (the recipe passes them for ``name:config:init:teacher`` lines).
         kd_weight: lambda in  loss = CTC/attention + lambda x KD.
         kd_distance: mse | cosine (hidden layers) | kl (posteriors, ``kd_temperature``).
-        kd_layers: hidden keys (``fusion``, ``shared.<j>``, ``audio.<i>``, ...) or, for kl,
-            ``ctc`` and/or ``decoder``; several layers are averaged.
+        kd_layers: hidden keys (``fusion``, ``shared.<j>``, ``audio.<i>``, ...; with the
+            encoder's ``merge: figure`` also ``merge_in.<k>``, k = 0..N, or ``merge_in`` for
+            all N + 1 FFN inputs) or, for kl, ``ctc`` and/or ``decoder``; several layers are
+            averaged.
+        kd_teacher_audio: ``clean`` (the eval-mode teacher runs no SpecAugment) or ``student``
+            (the teacher hears the student's SpecAugment draw); see the module docstring.
         kd_only_dropped: KD only on samples whose video had frames dropped.
         init_student_from_teacher: copy the teacher's weights into the student now
             (alternative to the recipe's ``--init_param <teacher checkpoint>``).
@@ -92,10 +110,13 @@ class MDAKDModel(ESPnetAVSRModel):
         kd_layers: Union[str, Sequence[str], None] = None,
         kd_temperature: float = 1.0,
         kd_only_dropped: bool = False,
+        kd_teacher_audio: str = "clean",
         init_student_from_teacher: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        if kd_teacher_audio not in TEACHER_AUDIO:
+            raise ValueError(f"model_conf.kd_teacher_audio must be one of {TEACHER_AUDIO}, got {kd_teacher_audio!r}")
         if kd_distance not in DISTANCES:
             raise ValueError(f"model_conf.kd_distance must be one of {DISTANCES}, got {kd_distance!r}")
         if kd_weight < 0:
@@ -105,6 +126,7 @@ class MDAKDModel(ESPnetAVSRModel):
         layers = [kd_layers] if isinstance(kd_layers, str) else list(kd_layers or DEFAULT_LAYERS[kd_distance])
         if not layers:
             raise ValueError("model_conf.kd_layers is empty")
+        layers = self._expand_merge_taps(layers)
         posterior = [k for k in layers if k in POSTERIORS]
         if kd_distance == "kl" and len(posterior) != len(layers):
             raise ValueError(f"kd_distance kl compares posteriors: kd_layers must be within {POSTERIORS}, got {layers}")
@@ -124,6 +146,7 @@ class MDAKDModel(ESPnetAVSRModel):
         self.kd_layers = layers
         self.kd_temperature = float(kd_temperature)
         self.kd_only_dropped = bool(kd_only_dropped)
+        self.kd_teacher_audio = kd_teacher_audio
         # KD follows the CTC/attention normalisation (see kd_losses.reduce_frames)
         self.kd_length_normalized = bool(kwargs.get("length_normalized_loss", False))
         self._teacher: List[ESPnetAVSRModel] = []  # a plain list: never a registered submodule
@@ -143,6 +166,26 @@ class MDAKDModel(ESPnetAVSRModel):
                 self.copy_teacher_weights()
             else:
                 logging.warning("MDA-KD: init_student_from_teacher ignored: teacher files are not available")
+
+    def _expand_merge_taps(self, layers: List[str]) -> List[str]:
+        """``merge_in`` -> ``merge_in.0`` .. ``merge_in.N``; check ``merge_in.<k>`` fits the encoder."""
+        taps = [k for k in layers if k == MERGE_TAPS or k.startswith(MERGE_TAPS + ".")]
+        if not taps:
+            return layers
+        if getattr(self.encoder, "merge_type", None) != "figure":
+            raise ValueError(
+                f"kd_layers {taps} are the inputs of the figure merge's FFN: they need encoder_conf.merge: figure"
+            )
+        n = self.encoder.num_fusion_blocks + 1
+        valid = [f"{MERGE_TAPS}.{k}" for k in range(n)]
+        out: List[str] = []
+        for key in layers:
+            expanded = valid if key == MERGE_TAPS else [key]
+            bad = [k for k in expanded if k.startswith(MERGE_TAPS) and k not in valid]
+            if bad:
+                raise ValueError(f"kd_layers {bad}: this encoder's merge FFN has inputs {valid}")
+            out.extend(k for k in expanded if k not in out)
+        return out
 
     # ------------------------------------------------------------------ teacher
     @property
@@ -194,13 +237,14 @@ class MDAKDModel(ESPnetAVSRModel):
         text_lengths: torch.Tensor,
         utt_ids: Optional[Sequence[str]],
         audio_drop: Optional[torch.Tensor] = None,
+        audio_feats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         """One no-grad teacher pass on the complete video: the compared tensors + enc lengths."""
         speech, speech_lengths, video, video_lengths, video_missing = batch
         with torch.no_grad():
             enc, lens, hidden = teacher.encode(
                 speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=utt_ids,
-                audio_drop=audio_drop,
+                audio_drop=audio_drop, audio_feats=audio_feats,
             )
             views: Dict[str, torch.Tensor] = {}
             for key in self.kd_layers:
@@ -215,6 +259,18 @@ class MDAKDModel(ESPnetAVSRModel):
                     avail = sorted(k for k in hidden if k not in ("video", "video_missing", "audio_dropped"))
                     raise ValueError(f"kd_layers key {key!r} is not an encoder hidden state; available: {avail}")
         return views, lens
+
+    def _check_same_frontend(self, teacher: ESPnetAVSRModel) -> None:
+        """The student's features only fit a teacher with the same audio front-end."""
+        mine, theirs = self.frontend, teacher.frontend
+        same = type(mine) is type(theirs) and (
+            mine is None or mine.output_size() == theirs.output_size()
+        )
+        if not same:
+            raise TeacherError(
+                f"{self.teacher_config}: kd_teacher_audio: student needs the teacher's audio front-end to be the "
+                f"student's ({type(theirs).__name__} vs {type(mine).__name__}); use kd_teacher_audio: clean"
+            )
 
     def kd_loss(
         self,
@@ -288,20 +344,25 @@ class MDAKDModel(ESPnetAVSRModel):
         # same order of RNG use as ESPnetAVSRModel.forward: video dropout, the student's specaug,
         # its audio dropout; the eval-mode teacher draws no random numbers
         video, video_missing, dropped = self.apply_training_dropout(video, video_lengths, video_missing)
+        audio_feats = self.audio_features(speech, speech_lengths) if self.kd_teacher_audio == "student" else None
 
         s_views: Dict[str, torch.Tensor] = {}
         enc, enc_lens, aux = self.encode(
-            speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=utt_ids
+            speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=utt_ids,
+            audio_feats=audio_feats,
         )
         with self._capture_decoder_logits(s_views):
             loss_asr, stats = self.losses(enc, enc_lens, aux, text, text_lengths)
 
-        # the teacher hears what the student heard (its audio-dropped samples too) and sees the
-        # complete video: the KD target differs from the student's input in the video only
+        # the teacher sees the complete video and gets the student's audio-dropout draw (and with
+        # kd_teacher_audio: student its SpecAugment draw): see the module docstring. Loaded only
+        # now: building the teacher on the first step must not shift the student's draws.
         teacher = self.teacher(speech.device)
+        if audio_feats is not None:
+            self._check_same_frontend(teacher)
         t_views, t_lens = self._teacher_views(
             teacher, (speech, speech_lengths, complete, video_lengths, complete_missing), text, text_lengths, utt_ids,
-            audio_drop=aux["audio_dropped"],
+            audio_drop=aux["audio_dropped"], audio_feats=audio_feats,
         )
         if not torch.equal(t_lens.to(enc_lens.device), enc_lens):
             raise RuntimeError(f"MDA-KD: teacher/student encoder lengths differ ({t_lens.tolist()} vs {enc_lens.tolist()})")
