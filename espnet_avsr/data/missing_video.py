@@ -9,8 +9,13 @@ Patterns:
   segment    one contiguous block of ``round(rate * T)`` frames at a random start
   utterance  all frames missing with probability ``rate`` (else none); over a test set
              ``rate`` is the expected fraction of utterances with no video at all
-Fills (what a missing frame becomes): ``zeros`` or ``repeat_last`` (the last present
-frame before it; zeros when no frame before it is present).
+Fills (what a missing frame becomes), in the normalised domain the model reads:
+  zeros        0, i.e. a mean-grey frame (0 after ``(x / 255 - mean) / std``)
+  black        ``-mean / std``: what a black (0-intensity) frame becomes after the ROI
+               normalisation, the paper's student input (its figure shows black frames)
+  repeat_last  the last present frame before it (zeros when no frame before it is present)
+``mean`` / ``std`` default to the preprocessor's ``ROI_MEAN`` / ``ROI_STD``; a recipe that
+changes ``preprocessor_conf.mean/std`` must give the same values to ``black``.
 
 Test-time masks are seeded per utterance from ``(seed, utt_id)`` with a stable hash, so
 every model decoded with the same seed sees the same missing frames.
@@ -25,8 +30,10 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from espnet_avsr.data.roi_norm import ROI_MEAN, ROI_STD
+
 PATTERNS = ("random", "segment", "utterance")
-FILLS = ("zeros", "repeat_last")
+FILLS = ("zeros", "repeat_last", "black")
 
 Rate = Union[float, Tuple[float, float]]
 
@@ -41,6 +48,21 @@ def _check(pattern: str, fill: Optional[str] = None) -> None:
 def _check_rate(rate: float) -> None:
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"missing-video rate must be in [0, 1], got {rate}")
+
+
+def black_level(mean: float = ROI_MEAN, std: float = ROI_STD) -> float:
+    """A 0-intensity pixel after the ROI normalisation ``(x / 255 - mean) / std``."""
+    if std <= 0:
+        raise ValueError(f"ROI normalisation std must be > 0, got {std}")
+    return (0.0 - mean) / std
+
+
+def fill_value(fill: str, mean: float = ROI_MEAN, std: float = ROI_STD) -> float:
+    """The constant a missing frame is set to (``zeros`` / ``black``)."""
+    _check("random", fill)
+    if fill == "repeat_last":
+        raise ValueError("repeat_last fills with earlier frames, not a constant")
+    return black_level(mean, std) if fill == "black" else 0.0
 
 
 def utterance_rng(utt_id: str, seed: int = 0) -> np.random.Generator:
@@ -77,10 +99,11 @@ def _repeat_last_index(mask: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx) if len(idx) else idx
 
 
-def apply_missing(video, mask, fill: str = "zeros"):
+def apply_missing(video, mask, fill: str = "zeros", mean: float = ROI_MEAN, std: float = ROI_STD):
     """Return a copy of ``video`` (T, ...) with masked frames replaced by ``fill``.
 
-    Works on numpy arrays and torch tensors; the mask may be numpy or torch.
+    Works on numpy arrays and torch tensors; the mask may be numpy or torch. ``mean`` /
+    ``std``: the ROI normalisation, used by ``black``.
     """
     _check("random", fill)
     is_torch = isinstance(video, torch.Tensor)
@@ -90,9 +113,9 @@ def apply_missing(video, mask, fill: str = "zeros"):
     out = video.clone() if is_torch else np.array(video, copy=True)
     if not m.any():
         return out
-    if fill == "zeros":
+    if fill in ("zeros", "black"):
         sel = torch.from_numpy(m).to(out.device) if is_torch else m
-        out[sel] = 0
+        out[sel] = fill_value(fill, mean, std)
         return out
     src = _repeat_last_index(m)
     missing = np.nonzero(m)[0]
@@ -123,16 +146,20 @@ class VideoDropoutConfig:
     rate:    fraction of frames dropped when applied; a (low, high) pair samples it
              uniformly per sample
     pattern: random | segment | utterance
-    fill:    zeros | repeat_last
+    fill:    zeros | black | repeat_last (see the module docstring)
+    mean / std: the ROI normalisation (``preprocessor_conf``), which ``black`` needs
     """
 
     prob: float = 0.0
     rate: Rate = 0.5
     pattern: str = "random"
     fill: str = "zeros"
+    mean: float = ROI_MEAN
+    std: float = ROI_STD
 
     def __post_init__(self):
         _check(self.pattern, self.fill)
+        black_level(self.mean, self.std)  # std > 0
         if not 0.0 <= self.prob <= 1.0:
             raise ValueError(f"video dropout prob must be in [0, 1], got {self.prob}")
         rates = self.rate if isinstance(self.rate, (tuple, list)) else (self.rate,)
@@ -161,11 +188,16 @@ def batch_dropout_mask(
     return out
 
 
-def apply_batch_missing(video: torch.Tensor, mask: torch.Tensor, fill: str = "zeros") -> torch.Tensor:
+def apply_batch_missing(
+    video: torch.Tensor, mask: torch.Tensor, fill: str = "zeros", mean: float = ROI_MEAN, std: float = ROI_STD
+) -> torch.Tensor:
     """Apply a (B, T) mask to a padded (B, T, ...) tensor, sample by sample."""
     if not bool(mask.any()):
         return video
     if fill == "zeros":
         keep = (~mask).to(video.dtype).view(*mask.shape, *([1] * (video.dim() - 2)))
         return video * keep
+    if fill == "black":
+        sel = mask.to(video.device).view(*mask.shape, *([1] * (video.dim() - 2)))
+        return video.masked_fill(sel, fill_value(fill, mean, std))
     return torch.stack([apply_missing(video[b], mask[b], fill) for b in range(video.shape[0])])

@@ -19,8 +19,7 @@ import numpy as np
 
 from espnet2.train.preprocessor import CommonPreprocessor
 
-ROI_MEAN = 0.421
-ROI_STD = 0.165
+from espnet_avsr.data.roi_norm import ROI_MEAN, ROI_STD  # noqa: F401 - also re-exported here
 
 
 class VideoFormatError(ValueError):

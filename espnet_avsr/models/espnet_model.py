@@ -6,8 +6,9 @@ encoder call and training-time video dropout.
 
 Video dropout runs inside ``forward`` (training mode only) so that a KD wrapper can feed
 the teacher the complete video of the very same batch: ``model_conf.video_dropout:
-{prob, rate, pattern, fill}`` (see ``espnet_avsr.data.missing_video``). Zero-filled
-frames are zero in the normalised domain (the preprocessor already normalised).
+{prob, rate, pattern, fill}`` (see ``espnet_avsr.data.missing_video``). Fills act in the
+normalised domain (the preprocessor already normalised): ``zeros`` is a mean-grey frame,
+``black`` the value a 0-intensity frame has after normalisation.
 
 Audio dropout (``model_conf.audio_dropout``, per-sample probability, training only) is the
 mirror image: the whole utterance's normalised fbank is zeroed, so the sample must be
@@ -33,7 +34,7 @@ from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_avsr.data.missing_video import VideoDropoutConfig, apply_batch_missing, batch_dropout_mask
+from espnet_avsr.data.missing_video import VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value
 from espnet_avsr.models.av_conformer import AVConformerEncoder
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
 
@@ -125,7 +126,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows torch's seeding
         mask = batch_dropout_mask(video_lengths.tolist(), video.size(1), cfg, np.random.default_rng(seed))
         mask_t = torch.from_numpy(mask).to(video.device)
-        return apply_batch_missing(video, mask_t, cfg.fill), mask_t
+        return apply_batch_missing(video, mask_t, cfg.fill, cfg.mean, cfg.std), mask_t
 
     def audio_drop_mask(
         self, batch_size: int, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor], device: torch.device
@@ -139,11 +140,17 @@ class ESPnetAVSRModel(ESPnetASRModel):
         return (torch.rand(batch_size, device=device) < self.audio_dropout) & has_video.to(device)
 
     def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A zero video, every frame missing, as long as the subsampled audio (audio-only use)."""
+        """A video with every frame missing, as long as the subsampled audio (audio-only use).
+
+        Its frames hold what the model's missing frames hold in training: black with
+        ``video_dropout.fill: black``, else zero.
+        """
         feats, feats_lengths = self._extract_feats(speech, speech_lengths)
         n = ((feats_lengths - 1) // 2 - 1) // 2
         side = getattr(self.video_frontend, "roi_size", 88)
-        video = speech.new_zeros(speech.size(0), int(n.max()), side, side, dtype=torch.float32)
+        cfg = self.video_dropout
+        value = fill_value("black", cfg.mean, cfg.std) if cfg is not None and cfg.fill == "black" else 0.0
+        video = speech.new_full((speech.size(0), int(n.max()), side, side), value, dtype=torch.float32)
         missing = torch.arange(int(n.max()), device=speech.device)[None, :] < n[:, None]
         return video, n, missing
 
