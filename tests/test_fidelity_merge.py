@@ -199,3 +199,25 @@ def test_bridge_auto_keeps_the_lowrank_bridge_for_the_last_merge():
     ms = AVSRTask.build_model(argparse.Namespace(**c))
     assert ms.adapter_conf.bridge == "lowrank" and ms.audio_bridge is not None
     assert build(adapter_conf=dict(rank=2, alpha=4.0, bridge="lowrank")).audio_bridge is not None
+
+
+def test_shipped_configs_build_with_the_figure_options(tmp_path):
+    """The recipe's configs take every fidelity option from the command line (as a run would)."""
+    from pathlib import Path
+
+    conf_dir = Path(__file__).resolve().parents[1] / "egs2/misp_avsr/avsr1/conf"
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(CONF["token_list"]) + "\n", encoding="utf-8")
+
+    def parse(name, *extra):
+        args = AVSRTask.get_parser().parse_args(
+            ["--config", str(conf_dir / name), "--token_list", str(tokens), "--normalize", "utterance_mvn",
+             "--encoder_conf", "merge=figure", *extra])
+        return AVSRTask.build_model(args)
+
+    kd = parse("train_avsr_kd.yaml", "--model_conf", "kd_layers=merge_in", "--model_conf", "kd_teacher_audio=student",
+               "--model_conf", "video_dropout={prob: 0.5, rate: 0.5, pattern: random, fill: black}")
+    assert kd.encoder.merge_type == "figure" and kd.kd_layers == ["merge_in.0", "merge_in.1", "merge_in.2"]
+    assert kd.kd_teacher_audio == "student" and kd.video_dropout.fill == "black"
+    ms = parse("train_adapter.yaml")
+    assert ms.audio_bridge is None and ms.adapter_conf.bridge == "skip"
