@@ -266,16 +266,18 @@ class AVConformerEncoder(AbsEncoder):
         audio, pos = self.audio_pos(audio)
         video, _ = self.video_pos(video)
         hidden: Dict[str, torch.Tensor] = {}
-        video_streams = [video]
+        figure = self.merge_type == "figure"
+        video_streams = [video] if figure else []  # the figure merge's FFN inputs
         for i in range(self.num_fusion_blocks):
             audio, video = self.cross_attention[i](audio, video, mask, key_mask_video)
             (audio, _), _ = self.audio_blocks[i]((audio, pos), mask)
             (video, _), _ = self.video_blocks[i]((video, pos), mask)
-            video_streams.append(video)
+            if figure:
+                video_streams.append(video)
             if return_hidden:
                 hidden[f"audio.{i}"] = audio
                 hidden[f"video.{i}"] = video
-        if self.merge_type == "figure":
+        if figure:
             x = audio + self.merge(video_streams)
             if return_hidden:
                 hidden.update({f"merge_in.{k}": v for k, v in enumerate(video_streams)})

@@ -180,7 +180,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
     ) -> EncodeResult:
         """Frontends + AV encoder.
 
-        ``video=None`` means no video at all: a zero video with every frame missing.
+        ``video=None`` means no video at all: ``empty_video`` (every frame missing).
         ``audio_drop``: (B,) bool, zero these samples' audio whatever the mode; None draws it
         with ``audio_dropout`` in training. The KD teacher gets the student's draw
         (hidden["audio_dropped"] holds the draw used).
