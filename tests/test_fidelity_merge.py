@@ -221,3 +221,30 @@ def test_shipped_configs_build_with_the_figure_options(tmp_path):
     assert kd.kd_teacher_audio == "student" and kd.video_dropout.fill == "black"
     ms = parse("train_adapter.yaml")
     assert ms.audio_bridge is None and ms.adapter_conf.bridge == "skip"
+
+
+def test_figure_mixed_batch_av_rows_are_the_base_model_and_absent_rows_the_audio_path():
+    c = yaml.safe_load(yaml.safe_dump(CONF))
+    c["model"], c["model_conf"] = "espnet", dict(ctc_weight=0.3)
+    torch.manual_seed(0)
+    base = AVSRTask.build_model(argparse.Namespace(**c)).eval()
+    randomise(base.encoder.merge)  # a non-zero FFN, so the AV rows really depend on it
+    ms = build().eval()
+    ms.load_state_dict(base.state_dict(), strict=False)
+    for n, p in ms.named_parameters():
+        if is_adapter_key(n):
+            torch.nn.init.normal_(p, std=0.1)
+    speech, sl = speech_batch()
+    vl = torch.tensor([15, 12])
+    video = torch.randn(2, 15, 88, 88, generator=torch.Generator().manual_seed(1))
+    missing = torch.zeros(2, 15, dtype=torch.bool)
+    missing[1] = True  # row 1: video absent -> adapted audio path
+    with torch.no_grad():
+        enc, lens = ms.encode(speech, sl, video, vl, missing)
+        ref_av, ref_lens = base.encode(speech[:1], sl[:1], video[:1], vl[:1], missing[:1])
+        ref_ao, _ = ms.encode(speech[1:, :7680], sl[1:], None, None)
+    assert torch.equal(enc[0, : ref_lens[0]], ref_av[0]) and int(lens[0]) == int(ref_lens[0])
+    torch.testing.assert_close(enc[1, : lens[1]], ref_ao[0])
+    with torch.no_grad(), ms.adapter_scope(False):
+        plain, _ = ms.encode_audio_only(speech[1:, :7680], sl[1:])
+    assert not torch.allclose(plain, ref_ao)  # the adapters were on for the absent row

@@ -200,7 +200,9 @@ class AVConformerEncoder(AbsEncoder):
         self.audio_blocks = nn.ModuleList([conformer_layer() for _ in range(num_fusion_blocks)])
         self.video_blocks = nn.ModuleList([conformer_layer() for _ in range(num_fusion_blocks)])
         if merge == "figure":
-            self.merge = MultiLayerMerge(d, num_fusion_blocks + 1, merge_units or linear_units, dropout_rate, activation_type)
+            self.merge = MultiLayerMerge(
+                d, num_fusion_blocks + 1, merge_units or linear_units, dropout_rate, activation_type
+            )
         else:
             self.merge = StreamMerge(d, merge_units or linear_units, dropout_rate, activation_type)
         self.shared_blocks = nn.ModuleList([conformer_layer() for _ in range(num_shared_blocks)])
