@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +132,7 @@ class AdapterConfig:
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    targets: List[str] = field(default_factory=lambda: list(ATTENTION_TARGETS))
+    targets: Union[str, List[str]] = field(default_factory=lambda: list(ATTENTION_TARGETS))  # a list after init
     blocks: List[str] = field(
         default_factory=lambda: ["encoder.audio_blocks", "encoder.shared_blocks", "decoder.decoders"]
     )
