@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -225,3 +226,34 @@ def test_pack_errors_name_the_problem(models, tmp_path):
     with pytest.raises(PackError, match="do not fit"):
         pack_main(["--asr_train_config", str(exps["AV0"] / "config.yaml"), "--asr_model_file", str(tmp_path / "bad.pth"),
                    "--outpath", str(tmp_path / "y.zip")])
+
+
+def test_recipe_pack_stage_packs_each_model(models, tmp_path):
+    """avsr.sh stage 12 on an exp dir: the KD model and the adapter model (its base passed on)."""
+    tmp, exps, zips, utts = models
+    exp = tmp_path / "exp"
+    for name in ("AV0", "AV5", "AV6"):  # the trained models, without the archives made above
+        (exp / name).mkdir(parents=True)
+        for f in ("config.yaml", "valid.acc.ave.pth"):
+            shutil.copyfile(exps[name] / f, exp / name / f)
+    # a different AV5 here: AV6's config still names the original in init_param, so the
+    # archive holds these weights only if the recipe passes its own AV5 as --base_model_file
+    torch.save(_perturbed(torch.load(exp / "AV5" / "valid.acc.ave.pth"), 7), exp / "AV5" / "valid.acc.ave.pth")
+    recipe = ROOT / "egs2" / "misp_avsr" / "avsr1"
+    spec = "AV0:conf/train_avsr.yaml:- AV5:conf/train_avsr_kd.yaml:AV0:AV0 AV6:conf/train_adapter.yaml:AV5"
+    r = subprocess.run(["./avsr.sh", "--stage", "12", "--stop_stage", "12", "--expdir", str(exp),
+                        "--models", spec], cwd=recipe, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for name in ("AV0", "AV5", "AV6"):
+        with zipfile.ZipFile(exp / name / f"{name}_valid.acc.ave.zip") as zf:
+            config = yaml.safe_load(zf.read("exp/config.yaml"))
+        assert config["model"] == {"AV0": "espnet", "AV5": "espnet", "AV6": "ms_adapter"}[name]
+    files = pretrained_files(str(exp / "AV6" / "AV6_valid.acc.ave.zip"), unpack_dir=str(tmp_path / "u6"))
+    state = torch.load(files["asr_model_file"], map_location="cpu")
+    base = torch.load(exp / "AV5" / "valid.acc.ave.pth", map_location="cpu")
+    assert all(torch.equal(state[k], v) for k, v in base.items())  # the recipe passed AV5 as the base
+    (exp / "AV0" / "AV0_valid.acc.ave.zip").unlink()
+    r = subprocess.run(["./avsr.sh", "--stage", "12", "--stop_stage", "12", "--expdir", str(exp),
+                        "--models", spec, "--skip_packing", "true"], cwd=recipe, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "=== Stage 12" not in r.stdout
+    assert not (exp / "AV0" / "AV0_valid.acc.ave.zip").exists()

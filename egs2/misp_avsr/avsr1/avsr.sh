@@ -746,6 +746,27 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
     stage_end
 fi
 
+# ------------------------------------------------------------------ stage 12
+# ESPnet asr.sh's packing stage: one espnet2.bin.pack archive per model, decodable alone
+# (MDA-KD: the student without its teacher; MS-Adapter: merged with its base model).
+pack_one() {   # pack_one <model> <archive>
+    local name="$1" i base=()
+    i="$(model_index "${name}")"
+    is_adapter_model "${name}" && base=(--base_model_file "$(model_checkpoint "${inits[$i]}")")
+    # shellcheck disable=SC2086
+    "${python}" -m espnet_avsr.bin.avsr_pack --asr_train_config "${expdir}/${name}/config.yaml" \
+        --asr_model_file "$(model_checkpoint "${name}")" "${base[@]}" --outpath "$2" ${pack_args} \
+        > "${expdir}/${name}/pack.log" 2>&1 || die "packing ${name} failed, see ${expdir}/${name}/pack.log"
+}
+if stage_begin 12 "pack every model (espnet2.bin.pack) -> ${expdir}/<model>/<model>_<checkpoint>.zip"; then
+    for name in "${names[@]}"; do
+        ckpt="$(model_checkpoint "${name}")"
+        archive="${expdir}/${name}/${name}_$(basename "${ckpt}" .pth).zip"
+        unit "pack_${name}" "${archive}" pack_one "${name}" "${archive}"
+    done
+    stage_end
+fi
+
 log_msg "done (stages ${stage}..${stop_stage})"
 exit 0
 }
