@@ -45,14 +45,14 @@ def test_avsr_help_lists_every_option_with_its_default():
 
 
 def test_espnet_names_and_skip_switches_resolve(tmp_path):
-    r = _run("avsr.sh", "--expdir", str(tmp_path / "exp"), "--inference_nj", "3", "--asr_args", "--max_epoch 2",
+    r = _run("avsr.sh", "--expdir", str(tmp_path / "exp"), "--skip_stages", "3", "--inference_nj", "3", "--asr_args", "--max_epoch 2",
              "--inference_asr_model", "valid.loss.best.pth", "--inference_config", "conf/decode_avsr.yaml",
              "--skip_train", "true", "--skip_packing", "true", "--show_options", "true")
     assert r.returncode == 0, r.stderr
     v = _shown(r.stdout)
     assert v["decode_nj"] == "3" and v["train_args"] == "--max_epoch 2" and v["best_model"] == "valid.loss.best.pth"
     assert v["asr_decode_config"] == v["avsr_decode_config"] == "conf/decode_avsr.yaml"
-    assert v["skip_stages"] == "7 8 9 12"
+    assert v["skip_stages"].split() == ["3", "7", "8", "9", "12"]
     assert not (tmp_path / "exp").exists()  # --show_options exits before anything is written
     r = _run("avsr.sh", "--asr_config", "conf/train_avsr.yaml", "--show_options", "true")
     assert _shown(r.stdout)["models"] == "train_avsr:conf/train_avsr.yaml:-"

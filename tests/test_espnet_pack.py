@@ -242,7 +242,8 @@ def test_recipe_pack_stage_packs_each_model(models, tmp_path):
     recipe = ROOT / "egs2" / "misp_avsr" / "avsr1"
     spec = "AV0:conf/train_avsr.yaml:- AV5:conf/train_avsr_kd.yaml:AV0:AV0 AV6:conf/train_adapter.yaml:AV5"
     r = subprocess.run(["./avsr.sh", "--stage", "12", "--stop_stage", "12", "--expdir", str(exp),
-                        "--models", spec], cwd=recipe, capture_output=True, text=True, timeout=600)
+                        "--models", spec, "--skip_packing", "false"], cwd=recipe, capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     for name in ("AV0", "AV5", "AV6"):
         with zipfile.ZipFile(exp / name / f"{name}_valid.acc.ave.zip") as zf:
@@ -254,6 +255,6 @@ def test_recipe_pack_stage_packs_each_model(models, tmp_path):
     assert all(torch.equal(state[k], v) for k, v in base.items())  # the recipe passed AV5 as the base
     (exp / "AV0" / "AV0_valid.acc.ave.zip").unlink()
     r = subprocess.run(["./avsr.sh", "--stage", "12", "--stop_stage", "12", "--expdir", str(exp),
-                        "--models", spec, "--skip_packing", "true"], cwd=recipe, capture_output=True, text=True, timeout=600)
+                        "--models", spec], cwd=recipe, capture_output=True, text=True, timeout=600)  # default: skipped
     assert r.returncode == 0 and "=== Stage 12" not in r.stdout
     assert not (exp / "AV0" / "AV0_valid.acc.ave.zip").exists()

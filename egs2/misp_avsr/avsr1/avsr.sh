@@ -16,9 +16,10 @@ Stages (--stage N --stop_stage M; ESPnet asr.sh stage in brackets, README "Stage
    2 audio front-end (far/middle)    [-]      9 train audio-visual     [11]
    3 lip ROIs                        [-]     10 decode + score         [12, 13]
    4 speed perturbation              [2]     11 report                 [-]
-   5 dumps + A/V check               [3, 4]  12 pack (espnet2.bin.pack) [15]
+   5 dumps + A/V check               [3, 4]  12 pack (espnet2.bin.pack) [14]
    6 token list                      [5]
---skip_data_prep / --skip_train / --skip_eval / --skip_packing true skip 0-6 / 7-9 / 10-11 / 12.
+--skip_data_prep / --skip_train / --skip_eval / --skip_packing true skip 0-6 / 7-9 / 10-11 / 12
+(packing is skipped by default, as in asr.sh); --skip_stages "N ..." skips any stages.
 EOF
 )
 # --help lists every option between "# <options>" and "# </options>" with its default.
@@ -41,7 +42,8 @@ python=python          # interpreter of every Python step
 skip_data_prep=false   # skip stages 0-6 (ESPnet: skip_data_prep)
 skip_train=false       # skip stages 7-9 (ESPnet: skip_train)
 skip_eval=false        # skip stages 10-11 (ESPnet: skip_eval)
-skip_packing=false     # skip stage 12, packing every model (ESPnet: skip_packing)
+skip_packing=true      # skip stage 12, packing every model (ESPnet: skip_packing, same default)
+skip_stages=""         # stages never run, e.g. "3 10" (ESPnet: skip_stages)
 show_options=false     # print every option's value after parsing and exit
 # ---- corpus
 misp_root=""           # real MISP release; empty = synthetic corpus (or MISP_ROOT in db.sh)
@@ -120,14 +122,12 @@ if [ -n "${asr_config}" ]; then
     [ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"
     models="${asr_tag}:${asr_config}:-"
 fi
-skip_stages=""   # stage_begin never runs these
 [ "${skip_data_prep}" = true ] && skip_stages+=" 0 1 2 3 4 5 6"
 [ "${skip_train}" = true ] && skip_stages+=" 7 8 9"
 [ "${skip_eval}" = true ] && skip_stages+=" 10 11"
 [ "${skip_packing}" = true ] && skip_stages+=" 12"
 if [ "${show_options}" = true ]; then
     print_options "${options_from}"
-    echo "skip_stages=${skip_stages# }"
     exit 0
 fi
 if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
