@@ -56,6 +56,8 @@ def test_espnet_names_and_skip_switches_resolve(tmp_path):
     assert not (tmp_path / "exp").exists()  # --show_options exits before anything is written
     r = _run("avsr.sh", "--asr_config", "conf/train_avsr.yaml", "--show_options", "true")
     assert _shown(r.stdout)["models"] == "train_avsr:conf/train_avsr.yaml:-"
+    r = _run("avsr.sh", "--use_lm", "true", "--show_options", "true")
+    assert r.returncode != 0 and "no language model" in r.stderr
     r = _run("avsr.sh", "--inference_config", "conf/nope.yaml", "--show_options", "true")
     assert r.returncode != 0 and "--inference_config conf/nope.yaml does not exist" in r.stderr
 

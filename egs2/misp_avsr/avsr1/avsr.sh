@@ -87,6 +87,7 @@ inference_config=""    # one decode config for every model (default: the two bel
 asr_decode_config=conf/decode_asr.yaml    # decode config of audio-only models
 avsr_decode_config=conf/decode_avsr.yaml  # decode config of audio-visual models and lip readers
 inference_args=""      # extra decoding options, e.g. "--beam_size 5"
+use_lm=false           # ESPnet name; this recipe trains no language model, true is refused
 test_missing_rates="0 0.25 0.5 0.75 1.0"   # fractions of video frames dropped at test time
 test_missing_pattern=random   # pattern of the dropped frames (data.missing_video PATTERNS)
 test_missing_fill=""   # fill of the missing frames (default zeros)
@@ -113,6 +114,7 @@ misp_root="${MISP_ROOT:-}"
 [ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
 [ -n "${decode_nj}" ] || decode_nj="${nj}"
 # ESPnet-style options that set ours: one decode config, one model, skip switches.
+[ "${use_lm}" = false ] || die "--use_lm true: this recipe has no language model stage (asr.sh 6-9)"
 if [ -n "${inference_config}" ]; then
     [ -f "${inference_config}" ] || die "--inference_config ${inference_config} does not exist"
     asr_decode_config="${inference_config}"; avsr_decode_config="${inference_config}"
