@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import yaml
 
@@ -61,6 +62,7 @@ def _data_dir(root: Path) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_train_decode_score_and_pack_on_a_non_misp_data_dir(tmp_path):
     from espnet2.bin.tokenize_text import main as tokenize_main
 

@@ -157,6 +157,7 @@ def _reference(exps, utts):
     return out
 
 
+@pytest.mark.slow
 def test_pack_and_load_in_a_fresh_process_gives_the_same_hypotheses(models):
     tmp, exps, zips, utts = models
     job = {"decode": DECODE, "utts": utts,
@@ -228,6 +229,7 @@ def test_pack_errors_name_the_problem(models, tmp_path):
                    "--outpath", str(tmp_path / "y.zip")])
 
 
+@pytest.mark.slow
 def test_recipe_pack_stage_packs_each_model(models, tmp_path):
     """avsr.sh stage 12 on an exp dir: the KD model and the adapter model (its base passed on)."""
     tmp, exps, zips, utts = models
