@@ -11,7 +11,8 @@
 #        node's own CUDA torch 2.11 (--system-site-packages), installed from DIR only;
 #        espeak-ng is unpacked from DIR/debs into tools/debroot when the system lacks it
 #
-# What it installs: Debian espeak-ng (speech for the synthetic corpus); a virtualenv at
+# What it installs: Debian espeak-ng (speech for the synthetic corpus) and sctk (NIST sclite,
+# ESPnet's scorer: score_cer writes ESPnet's result.txt with it); a virtualenv at
 # tools/venv with torch 2.11.0, torchaudio 2.11.0, espnet 202511 and the field libraries
 # in requirements.txt; this package in editable mode; pytest.
 set -euo pipefail
@@ -110,7 +111,7 @@ SH
 fi
 
 # ---- Debian packages ---------------------------------------------------------------
-debs=(espeak-ng)
+debs=(espeak-ng sctk)
 missing=()
 for p in "${debs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

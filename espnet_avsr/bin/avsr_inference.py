@@ -192,6 +192,27 @@ class AVSpeech2Text:
         files = unpack(zip_path, out, use_cache=False)
         return cls(files["asr_train_config"], files.get("asr_model_file"), **kwargs)
 
+    # ---- ESPnet Speech2Text compatibility: its attribute names and from_pretrained
+    @property
+    def asr_model(self) -> torch.nn.Module:
+        return self.model
+
+    @property
+    def asr_train_args(self) -> argparse.Namespace:
+        return self.train_args
+
+    @classmethod
+    def from_pretrained(
+        cls, model_tag: Union[Path, str], model_file: Optional[str] = None, unpack_dir: Optional[str] = None, **kwargs: Any
+    ) -> "AVSpeech2Text":
+        """A packed model (``avsr_pack`` / ``espnet2.bin.pack asr``) or an exp directory (its
+        best checkpoint, or ``model_file``; an MS-Adapter run with its base from init_param).
+        Beam settings default to ESPnet ``Speech2Text``'s (beam_size 20, ctc_weight 0.5, ...)."""
+        from espnet_avsr.bin.avsr_pack import pretrained_files, speech2text_defaults
+
+        files = pretrained_files(str(model_tag), model_file, None if unpack_dir is None else str(unpack_dir))
+        return cls(**{**speech2text_defaults(cls.__init__), **files, **kwargs})
+
     def prepare_video(self, video: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
         """uint8 ROIs -> centre crop + normalisation; float input is taken as already prepared."""
         if isinstance(video, torch.Tensor):

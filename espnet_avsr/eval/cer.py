@@ -20,14 +20,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import editdistance
 import numpy as np
 
 from espnet_avsr.eval.textnorm import to_chars
 
-try:  # fast distance for the speaker-pair matrix of cpCER; counts still come from align_counts
-    import editdistance as _editdistance
-except ImportError:  # pragma: no cover
-    _editdistance = None
+# Distances alone (the speaker-pair matrix of cpCER) come from the C ``editdistance`` package,
+# an ESPnet dependency; align_counts stays ours because it also needs the sub/ins/del split.
 
 
 @dataclass
@@ -122,10 +121,8 @@ def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> ErrorCounts:
 
 
 def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Levenshtein distance only (the C ``editdistance`` package when installed)."""
-    if _editdistance is not None:
-        return int(_editdistance.eval(list(ref), list(hyp)))
-    return align_counts(ref, hyp).errors
+    """Levenshtein distance only (``editdistance``)."""
+    return int(editdistance.eval(list(ref), list(hyp)))
 
 
 @dataclass

@@ -8,54 +8,59 @@ set -euo pipefail
 {
 
 help_message=$(cat <<'EOF'
-Usage: ./avsr.sh [options]   (any variable below as --name value)
+Usage: ./avsr.sh [options]   (every option below as --name value or --name=value)
 
-  --stage N / --stop_stage N   run stages N..M (0 corpus, 1 data prep, 2 audio front-end,
-                               3 lip ROIs, 4 speed perturbation, 5 dumps, 6 token list,
-                               7 collect stats, 8 train audio-only, 9 train AV, 10 decode
-                               + score, 11 report)
-  --force_stage "N ..."        redo these stages even where done-markers exist
-  --nj N / --decode_nj N       parallel jobs for data stages / decoding
-  --ngpu N --use_amp BOOL      training devices (N > 1: DDP through ESPnet)
-  --cmd_backend local|slurm    job launcher (cmd.sh)
-  --misp_root DIR              real MISP release; empty = synthetic corpus (--hours, --corpus_seed)
-  --train_set/--valid_set/--test_sets   <set>_<field> names, e.g. train_far dev_far "eval_far"
-  --frontend wpe_ds|wpe_mvdr|ds|mvdr|first_channel|none   far/middle array front-end
-  --speed_perturb_factors "0.9 1.0 1.1"                   empty disables
-  --models "NAME:CONFIG:INIT[:TEACHER] ..."               one model per line or word
-  --dropout_study_rates "0.1 0.3 0.5 0.7"               add the dropout-study models AVd<rate>
-  --test_missing_rates "0 0.25 ..." --test_missing_pattern random --test_snrs "0 -5"
-  --train_threads N            CPU threads of a training job (default: all cores on CPU)
+Stages (--stage N --stop_stage M; ESPnet asr.sh stage in brackets, README "Stage map"):
+   0 synthetic corpus                [-]      7 collect stats          [10]
+   1 data preparation                [1]      8 train audio-only       [11]
+   2 audio front-end (far/middle)    [-]      9 train audio-visual     [11]
+   3 lip ROIs                        [-]     10 decode + score         [12, 13]
+   4 speed perturbation              [2]     11 report                 [-]
+   5 dumps + A/V check               [3, 4]  12 pack (espnet2.bin.pack) [14]
+   6 token list                      [5]
+--skip_data_prep / --skip_train / --skip_eval / --skip_packing true skip 0-6 / 7-9 / 10-11 / 12
+(packing is skipped by default, as in asr.sh); --skip_stages "N ..." skips any stages.
 EOF
 )
+# --help lists every option between "# <options>" and "# </options>" with its default.
+options_from="$0"
+# ESPnet asr.sh names for our variables (both names work).
+option_aliases="inference_nj=decode_nj inference_asr_model=best_model asr_args=train_args"
 
+# <options>
 # ---- general
-stage=0
-stop_stage=100
-force_stage=""
-nj=4
-decode_nj=""
-ngpu=0
-use_amp=false
-cmd_backend="${cmd_backend:-local}"
+stage=0                # first stage to run
+stop_stage=100         # last stage to run
+force_stage=""         # redo these stages ("N ...") even where done-markers exist
+nj=4                   # parallel jobs of the data stages
+decode_nj=""           # parallel decoding jobs (default: nj)
+ngpu=0                 # training devices (N > 1: DDP through ESPnet)
+use_amp=false          # mixed precision training
+cmd_backend="${cmd_backend:-local}"   # job launcher: local | slurm (cmd.sh)
 train_threads=""     # CPU threads of a training job (default: all cores when --ngpu 0, else 1)
-python=python
+python=python          # interpreter of every Python step
+skip_data_prep=false   # skip stages 0-6 (ESPnet: skip_data_prep)
+skip_train=false       # skip stages 7-9 (ESPnet: skip_train)
+skip_eval=false        # skip stages 10-11 (ESPnet: skip_eval)
+skip_packing=true      # skip stage 12, packing every model (ESPnet: skip_packing, same default)
+skip_stages=""         # stages never run, e.g. "3 10" (ESPnet: skip_stages)
+show_options=false     # print every option's value after parsing and exit
 # ---- corpus
-misp_root=""
-corpus_dir=corpus
-hours=0.1
-corpus_seed=0
+misp_root=""           # real MISP release; empty = synthetic corpus (or MISP_ROOT in db.sh)
+corpus_dir=corpus      # where stage 0 writes the synthetic corpus
+hours=0.1              # size of the synthetic corpus
+corpus_seed=0          # seed of the synthetic corpus
 corpus_preset=demo   # make_mini_misp --preset: tiny | demo | bench | full
-corpus_args=""
+corpus_args=""         # extra make_mini_misp options
 # ---- data
-train_set=train_far
+train_set=train_far    # <set>_<field> names
 valid_set=dev_far
-test_sets="eval_far"
-frontend=wpe_ds
-frontend_args=""
-speed_perturb_factors="0.9 1.0 1.1"
-token_type=char
-nbpe=500
+test_sets="eval_far"   # space separated
+frontend=wpe_ds        # far/middle arrays: wpe_ds | wpe_mvdr | ds | mvdr | first_channel | none
+frontend_args=""       # extra enhance_audio options
+speed_perturb_factors="0.9 1.0 1.1"   # empty disables
+token_type=char        # char | bpe
+nbpe=500               # BPE size (token_type bpe)
 data_dir=data
 dumpdir=dump
 expdir=exp
@@ -63,34 +68,41 @@ expdir=exp
 #      init "-" = from scratch; "A0" (an audio-only model) = init_from_asr;
 #      "A0+V0" = the same plus the video branch from a lip reader V0 (encoder: video_conformer);
 #      "AVk" = --init_param of that model's checkpoint. teacher = KD teacher model.
-models="A0:conf/train_asr.yaml:-"
+models="A0:conf/train_asr.yaml:-"   # name:config:init[:teacher], one per line or word
+asr_config=""          # ESPnet style: train this one config instead of --models (init "-")
+asr_tag=""             # name of the --asr_config model (default: the config's file name)
 # The paper's dropout study: one extra AV model per rate, named AVd<rate>, trained with that
 # fraction of video frames dropped in every sample (configs derived from dropout_study_config
 # into ${expdir}/conf/). Empty = no study. E.g. --dropout_study_rates "0.1 0.3 0.5 0.7"
 dropout_study_rates=""
-dropout_study_config=conf/train_avsr.yaml
-dropout_study_init=A0
-train_args=""
+dropout_study_config=conf/train_avsr.yaml   # base config of the study models
+dropout_study_init=A0  # init model of the study models
+train_args=""          # extra ESPnet training options for every model, e.g. "--max_epoch 5"
 speech_fold_length=80000   # samples (5 s); longer utterances halve the batch
 text_fold_length=150
 video_fold_length=125      # frames (5 s at 25 fps)
-best_model=valid.acc.ave.pth
+best_model=valid.acc.ave.pth   # checkpoint decoded and packed (falls back to best/latest)
 # ---- decoding and tests
-asr_decode_config=conf/decode_asr.yaml
-avsr_decode_config=conf/decode_avsr.yaml
-inference_args=""
-test_missing_rates="0 0.25 0.5 0.75 1.0"
-test_missing_pattern=random
-test_missing_fill=""
-test_missing_seed=0
-test_snrs="0 -5"
+inference_config=""    # one decode config for every model (default: the two below by model kind)
+asr_decode_config=conf/decode_asr.yaml    # decode config of audio-only models
+avsr_decode_config=conf/decode_avsr.yaml  # decode config of audio-visual models and lip readers
+inference_args=""      # extra decoding options, e.g. "--beam_size 5"
+use_lm=false           # ESPnet name; this recipe trains no language model, true is refused
+test_missing_rates="0 0.25 0.5 0.75 1.0"   # fractions of video frames dropped at test time
+test_missing_pattern=random   # pattern of the dropped frames (data.missing_video PATTERNS)
+test_missing_fill=""   # fill of the missing frames (default zeros)
+test_missing_seed=0    # seed of the missing-frame simulation
+test_snrs="0 -5"       # babble noise SNRs of the noisy test sets (empty = none)
 noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (paper: complete video)
-noise_test_sets=""
-babble_source=""
-noise_seed=0
+noise_test_sets=""     # test sets given babble noise (default: the first test set)
+babble_source=""       # wav.scp of the babble talkers (default: the training dump)
+noise_seed=0           # seed of the noise mixing
 relative_ref=A0            # audio-only model for relative CER and representation similarity
 rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
-report_args=""
+report_args=""         # extra make_report options
+# ---- packing (stage 12)
+pack_args=""           # extra espnet_avsr.bin.avsr_pack options
+# </options>
 
 . ./path.sh
 . ./db.sh
@@ -101,6 +113,25 @@ misp_root="${MISP_ROOT:-}"
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
 [ -n "${decode_nj}" ] || decode_nj="${nj}"
+# ESPnet-style options that set ours: one decode config, one model, skip switches.
+[ "${use_lm}" = false ] || die "--use_lm true: this recipe has no language model stage (asr.sh 6-9)"
+if [ -n "${inference_config}" ]; then
+    [ -f "${inference_config}" ] || die "--inference_config ${inference_config} does not exist"
+    asr_decode_config="${inference_config}"; avsr_decode_config="${inference_config}"
+fi
+if [ -n "${asr_config}" ]; then
+    [ -f "${asr_config}" ] || die "--asr_config ${asr_config} does not exist"
+    [ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"
+    models="${asr_tag}:${asr_config}:-"
+fi
+[ "${skip_data_prep}" = true ] && skip_stages+=" 0 1 2 3 4 5 6"
+[ "${skip_train}" = true ] && skip_stages+=" 7 8 9"
+[ "${skip_eval}" = true ] && skip_stages+=" 10 11"
+[ "${skip_packing}" = true ] && skip_stages+=" 12"
+if [ "${show_options}" = true ]; then
+    print_options "${options_from}"
+    exit 0
+fi
 if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
     train_threads=1
     [ "${ngpu}" -eq 0 ] && train_threads="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)"   # nproc obeys OMP_NUM_THREADS, which path.sh pins to 1
@@ -714,6 +745,27 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
     "${python}" -m espnet_avsr.bin.make_report --exp "${expdir}" --out "${expdir}/RESULTS.md" \
         --plots "${expdir}/plots" ${report_args}
     log_msg "report: ${expdir}/RESULTS.md"
+    stage_end
+fi
+
+# ------------------------------------------------------------------ stage 12
+# ESPnet asr.sh's packing stage: one espnet2.bin.pack archive per model, decodable alone
+# (MDA-KD: the student without its teacher; MS-Adapter: merged with its base model).
+pack_one() {   # pack_one <model> <archive>
+    local name="$1" i base=()
+    i="$(model_index "${name}")"
+    is_adapter_model "${name}" && base=(--base_model_file "$(model_checkpoint "${inits[$i]}")")
+    # shellcheck disable=SC2086
+    "${python}" -m espnet_avsr.bin.avsr_pack --asr_train_config "${expdir}/${name}/config.yaml" \
+        --asr_model_file "$(model_checkpoint "${name}")" "${base[@]}" --outpath "$2" ${pack_args} \
+        > "${expdir}/${name}/pack.log" 2>&1 || die "packing ${name} failed, see ${expdir}/${name}/pack.log"
+}
+if stage_begin 12 "pack every model (espnet2.bin.pack) -> ${expdir}/<model>/<model>_<checkpoint>.zip"; then
+    for name in "${names[@]}"; do
+        ckpt="$(model_checkpoint "${name}")"
+        archive="${expdir}/${name}/${name}_$(basename "${ckpt}" .pth).zip"
+        unit "pack_${name}" "${archive}" pack_one "${name}" "${archive}"
+    done
     stage_end
 fi
 

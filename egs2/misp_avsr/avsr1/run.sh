@@ -9,14 +9,16 @@
 #   ./run.sh --misp_root /data/MISP2022 --preset bench --ngpu 4   the real corpus (or set db.sh)
 #   ./run.sh --preset small --dropout_study true   + the dropout study (AVd0.1 ... AVd0.7)
 #   ./run.sh --stage 10 --stop_stage 11                           resume / redo a range
-#   ./run.sh -- --force_stage 11 --rep_similarity_samples 0       any avsr.sh option after --
+#   ./run.sh --force_stage 11 --rep_similarity_samples 0          any avsr.sh option (./avsr.sh --help)
+#   ./run.sh --inference_config conf/decode_avsr.yaml --skip_train true   ESPnet asr.sh names work too
 set -euo pipefail
 {   # parsed whole before it runs: editing run.sh during a run cannot derail that run
 
+# <options>
 preset=demo          # demo | small | bench
-stage=0
-stop_stage=100
-force_stage=""
+stage=0              # first stage (./avsr.sh --help lists them)
+stop_stage=100       # last stage
+force_stage=""       # redo these stages even where done-markers exist
 nj=""                # parallel data/decoding jobs (demo 2, bench 8)
 ngpu=""              # training GPUs (demo 0, bench 1); > 1 = DDP through ESPnet
 cmd_backend="${cmd_backend:-local}"   # local | slurm (cmd.sh)
@@ -26,19 +28,22 @@ hours=""             # size of the synthetic corpus
 frontend=""          # far/middle arrays: wpe_ds | wpe_mvdr | ds | mvdr | first_channel
 speed_perturb_factors=""
 train_args=""        # extra ESPnet training options for every model, e.g. "--max_epoch 5"
-test_missing_rates="0 0.25 0.5 0.75 1.0"
+test_missing_rates="0 0.25 0.5 0.75 1.0"   # video frames dropped at test time
 test_missing_pattern=random
 test_snrs="0 -5"     # babble noise (never seen in training), decoded with complete video
-models=""
+models=""            # name:config:init[:teacher] lines (default: the preset's list)
 dropout_study=false  # true: also train AVd0.1/0.3/0.5/0.7 (video dropout on every sample) for the study figures
-dropout_study_rates="0.1 0.3 0.5 0.7"
-help_message="Usage: ./run.sh [--preset demo|small|bench] [--stage N] [--stop_stage N] [--nj N] [--ngpu N]
-  [--misp_root DIR] [--hours H] [--frontend wpe_ds|wpe_mvdr|ds|mvdr|first_channel]
-  [--models 'NAME:CONFIG:INIT[:TEACHER] ...'] [--test_missing_rates '...'] [--test_snrs '...']
-  [--train_args '--max_epoch N'] [--cmd_backend local|slurm] [--dropout_study true]
-  Other avsr.sh options pass through after '--' (see ./avsr.sh --help)."
+dropout_study_rates="0.1 0.3 0.5 0.7"   # the study's rates (with --dropout_study true)
+# </options>
+help_message="Usage: ./run.sh [options]   (--name value or --name=value)
+  The options below set the experiment (empty = the preset's value); every other option,
+  e.g. --inference_args, --skip_train or --force_stage, goes to avsr.sh as given: see
+  ./avsr.sh --help for all of them, with ESPnet asr.sh names and the stage map.
+  Arguments after '--' also go to avsr.sh verbatim."
+options_from="$0"
+option_passthrough=true   # options run.sh does not declare go to avsr.sh (passthrough_args)
 . utils/parse_options.sh
-extra_args=("$@")   # everything after "--" goes to avsr.sh verbatim
+extra_args=("${passthrough_args[@]}" "$@")   # unknown options, then everything after "--"
 
 # The experiment list, one model per line: name:config:init[:teacher]
 #   init "-" = from scratch, an audio-only model = map its weights (init_from_asr),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage bookkeeping for avsr.sh: banners with timing, bounds, skip-if-done markers.
 #
-# Needs: stage, stop_stage, force_stage ("3 7" = redo those stages), marker_dir.
+# Needs: stage, stop_stage, force_stage ("3 7" = redo those stages), marker_dir;
+# optional skip_stages ("10 11" = never run those: avsr.sh's --skip_* switches).
 #   if stage_begin 3 "lip ROIs"; then ...; stage_end; fi
 #   unit <name> <output path> <command...>   run once; later calls skip while
 #                                             the marker and the output both exist.
@@ -22,6 +23,7 @@ stage_forced() {
 stage_begin() {
     local n="$1" desc="$2"
     if [ "${n}" -lt "${stage}" ] || [ "${n}" -gt "${stop_stage}" ]; then return 1; fi
+    local s; for s in ${skip_stages:-}; do [ "${s}" = "${n}" ] && return 1; done   # --skip_* switches
     _stage_now="${n}"; _stage_t0=$(date +%s)
     echo "=== Stage ${n}: ${desc} === ($(date '+%Y-%m-%d %H:%M:%S'))"
     if stage_forced "${n}" && [ -d "${marker_dir}/stage${n}" ]; then
