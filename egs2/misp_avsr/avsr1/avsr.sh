@@ -91,6 +91,9 @@ noise_seed=0
 relative_ref=A0            # audio-only model for relative CER and representation similarity
 rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
 report_args=""
+# ---- reliability (docs/RELIABILITY.md)
+max_drop_frac=0.2          # a data stage (1, 3, 5) stops when it drops more of the training set
+max_drop_frac_eval=0.1     # ... or more of a dev/eval set (stricter: these sets are scored)
 
 . ./path.sh
 . ./db.sh
@@ -270,6 +273,20 @@ train_name() {      # the dump name of the training data
     if [ -n "${speed_perturb_factors}" ]; then echo "${train_set}_sp"; else echo "${train_set}"; fi
 }
 
+max_drop_of() {     # max_drop_of <set or dump name>: the drop bound of that set
+    case "$1" in "${train_set}"|"${train_set}_sp") echo "${max_drop_frac}" ;; *) echo "${max_drop_frac_eval}" ;; esac
+}
+# bound_losses <prep|roi|dump> <out dir> <in dir|-> <set> <output to withdraw>: stop when the stage
+# dropped more of the set than its bound; the output is renamed *.over_bound so no later stage uses it.
+bound_losses() {
+    local in=(); [ "$3" = - ] || in=(--in "$3")
+    if ! "${python}" -m espnet_avsr.bin.check_losses --log_level WARNING --stage "$1" --out "$2" "${in[@]}" \
+            --set "$4" --max_frac "$(max_drop_of "$4")"; then
+        mv -f "$5" "$5.over_bound"
+        die "stage ${_stage_now}: $4 lost too many utterances (counts above; report in $2)"
+    fi
+}
+
 # ------------------------------------------------------------------ stage 0
 if [ -z "${misp_root}" ]; then
     if stage_begin 0 "synthetic MISP-format corpus (${hours} h, seed ${corpus_seed}) -> ${corpus_dir}"; then
@@ -291,7 +308,7 @@ if stage_begin 1 "data preparation: TextGrids -> ${data_dir}/{$(prepared_sets | 
     for x in $(prepared_sets); do
         unit "prep_${x}" "${data_dir}/${x}/text" \
             local/data.sh --misp_root "${root}" --name "${x}" --data_dir "${data_dir}" \
-                --cmd "${train_cmd}" --python "${python}"
+                --cmd "${train_cmd}" --python "${python}" --max_drop_frac "$(max_drop_of "${x}")"
     done
     stage_end
 fi
@@ -338,6 +355,7 @@ roi_set() {   # roi_set <set_field>
     # shellcheck disable=SC2046
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
     log_msg "${out}: $(wc -l < "${out}/roi.scp") ROI sequences for $(wc -l < "${src}/text") utterances"
+    bound_losses roi "${out}" "${src}" "${x}" "${out}/roi.scp"
 }
 if stage_begin 3 "lip ROIs (detection JSON + MP4 -> 96x96 grey .npy)"; then
     for x in $(prepared_sets); do
@@ -377,6 +395,7 @@ dump_set() {   # dump_set <audio data dir> <roi.scp> <dump name>
         "${python}" -m espnet_avsr.bin.check_dump --dump "${out}" --json_out "${out}/check_dump.json" \
         || die "audio/video frames disagree in ${out}, see ${out}/log/check_dump.log"
     log_msg "${out}: $(wc -l < "${out}/wav.scp") utterances dumped from $(wc -l < "${src}/text")"
+    bound_losses dump "${out}" "${src}" "$3" "${out}/wav.scp"
 }
 if stage_begin 5 "dumps (per-utterance wav + ROI scp) and audio/video agreement check"; then
     if [ -n "${speed_perturb_factors}" ]; then
