@@ -15,11 +15,17 @@ from typing import Dict, List, Optional, Union
 import cv2
 import numpy as np
 
-from espnet_avsr.dataprep.detection import crop_square, interpolate_boxes, lip_track, load_detections
+from espnet_avsr.dataprep.detection import (
+    check_box_scale,
+    crop_square,
+    interpolate_boxes,
+    lip_track,
+    load_detections,
+)
 from espnet_avsr.dataprep.errors import DataPrepError
 from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
 from espnet_avsr.dataprep.kaldi_dir import load_dir, parse_segments, write_kv
-from espnet_avsr.dataprep.transcripts import snap_frame
+from espnet_avsr.dataprep.transcripts import FRAME_RATE, snap_frame
 
 PathLike = Union[str, Path]
 
@@ -94,8 +100,12 @@ def _open_video(path: Path):
     if width <= 0 or height <= 0:
         cap.release()
         raise DataPrepError(path, "video has no readable frame size (corrupt?)")
-    if fps and abs(fps - 25.0) > 0.5:
-        logging.warning("%s: %.2f fps, expected 25; frame indices are used as 40 ms steps", path, fps)
+    if fps and abs(fps - FRAME_RATE) > 0.5:
+        cap.release()
+        raise DataPrepError(
+            path, f"{fps:.2f} fps, expected {FRAME_RATE}: utterances are cut at 40 ms frame numbers, so the lips "
+            f"would drift from the audio; convert the video and its detection JSON to {FRAME_RATE} fps"
+        )
     return cap, width, height, count
 
 
@@ -105,6 +115,11 @@ def process_video(
     """Extract all jobs of one video; returns `{utt: detect ratio}` of written/kept utts."""
     dets = load_detections(det_json)
     cap, width, height, n_video = _open_video(mp4)
+    try:
+        check_box_scale(dets, width, height, det_json)
+    except DataPrepError:
+        cap.release()
+        raise
     single = "_Middle_" in vid
     kept: Dict[str, float] = {}
     todo: List[UttJob] = []

@@ -102,6 +102,19 @@ def _video(root: Path, set_name: str, video_field: str, session: Session, spk: s
     return vid, mp4, js
 
 
+def _check_split_disjoint(root: Path, set_name: str, sessions: Dict[str, Path]) -> None:
+    """A session in two splits (e.g. train and eval) would leak test speech into training."""
+    tr = root / "transcription"
+    for other in sorted(p for p in tr.iterdir() if p.is_dir() and p.name != set_name):
+        for tg in sorted(other.iterdir()):
+            parsed = parse_near_stem(tg.stem) if tg.suffix.lower() == ".textgrid" else None
+            if parsed is not None and parsed[0].id in sessions:
+                raise DataPrepError(
+                    tg, f"session {parsed[0].id} is in set {other.name} and in set {set_name} "
+                    f"({sessions[parsed[0].id]}); a session belongs to one split"
+                )
+
+
 def default_video_fields(field: str) -> Tuple[str, ...]:
     """Camera preference per audio field: near uses the speaker's middle camera, else far."""
     return {"far": ("far",), "middle": ("middle",), "near": ("middle", "far")}[field]
@@ -149,7 +162,7 @@ def prepare_misp_data(
     drop_items: List[Dict] = []
     no_video: List[str] = []
     missing_json: List[str] = []
-    sessions = set()
+    sessions: Dict[str, Path] = {}
     n_intervals = 0
     n_chans: Dict[str, Tuple[int, Path, int]] = {}
 
@@ -160,7 +173,7 @@ def prepare_misp_data(
         session, spk = parsed
         if spk not in session.speakers:
             logging.warning("%s: speaker %s is not among the session's speakers %s", tg_path, spk, session.speakers)
-        sessions.add(session.id)
+        sessions.setdefault(session.id, tg_path)
         rec, wav, chans, base = _recording(root, set_name, field, session, spk)
         intervals = read_text_tier(tg_path, tier)
         kept_utts = []
@@ -218,6 +231,7 @@ def prepare_misp_data(
         for uid in kept_utts:
             files["utt2video"][uid] = f"{vid} {spk}"
 
+    _check_split_disjoint(root, set_name, sessions)
     if not files["text"]:
         raise DataPrepError(tg_dir, f"no utterance survived filtering ({dict(drops)})")
     counts = Counter(n for n, _, _ in n_chans.values())
