@@ -15,7 +15,7 @@ import soundfile as sf
 
 from espnet_avsr.dataprep.errors import DataPrepError
 from espnet_avsr.dataprep.fileio import atomic_write_json
-from espnet_avsr.dataprep.kaldi_dir import save_dir
+from espnet_avsr.dataprep.kaldi_dir import join_paths, save_dir
 from espnet_avsr.dataprep.session import Session, parse_near_stem, speaker_label, utt_id
 from espnet_avsr.dataprep.transcripts import TEXT_TIER, filter_interval, read_text_tier
 
@@ -204,7 +204,7 @@ def prepare_misp_data(
             continue
         files["wav.scp"][rec] = str(wav.resolve())
         if "channels.scp" in files:
-            files["channels.scp"][rec] = " ".join(str(c.resolve()) for c in chans)
+            files["channels.scp"][rec] = join_paths([c.resolve() for c in chans])
             n_chans[rec] = (len(chans), chans[0], base)
 
         chosen = None

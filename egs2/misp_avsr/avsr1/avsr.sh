@@ -94,6 +94,7 @@ report_args=""
 # ---- reliability (docs/RELIABILITY.md)
 max_drop_frac=0.2          # a data stage (1, 3, 5) stops when it drops more of the training set
 max_drop_frac_eval=0.1     # ... or more of a dev/eval set (stricter: these sets are scored)
+skip_bad_videos=false      # stage 3: skip (and count) the utterances of unreadable videos instead of stopping
 
 . ./path.sh
 . ./db.sh
@@ -110,6 +111,14 @@ if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training 
 fi
 marker_dir="${expdir}/.done"
 mkdir -p "${expdir}" "${marker_dir}"
+# One run per experiment folder: a second one would race on the same markers and outputs.
+# The lock is held by this process (and the jobs it starts) until they exit.
+lock_file="${expdir}/.avsr.lock"
+exec {lock_fd}>>"${lock_file}"
+if ! flock -n "${lock_fd}"; then
+    die "another avsr.sh run holds ${lock_file} ($(cat "${lock_file}" 2>/dev/null || echo 'holder unknown')); wait for it to finish or stop it first"
+fi
+echo "pid $$ on $(hostname), started $(date '+%Y-%m-%d %H:%M:%S') in $(pwd)" > "${lock_file}"
 root_dir="$(pwd)"
 
 # ------------------------------------------------------------------ helpers
@@ -154,9 +163,12 @@ names=(); configs=(); inits=(); teachers=()
 for spec in ${models}; do
     IFS=: read -r _n _c _i _t <<< "${spec}"
     [ -n "${_n}" ] && [ -n "${_c}" ] || die "model spec '${spec}' is not name:config:init[:teacher]"
+    for _k in "${names[@]}"; do   # a second line of the same name would never be trained
+        [ "${_k}" != "${_n}" ] || die "model name ${_n} is declared twice in --models ('${spec}'); each name must be unique"
+    done
     names+=("${_n}"); configs+=("${_c}"); inits+=("${_i:--}"); teachers+=("${_t:--}")
 done
-unset _n _c _i _t
+unset _n _c _i _t _k
 [ "${#names[@]}" -gt 0 ] || die "--models is empty"
 for i in "${!names[@]}"; do   # init/teacher must be declared earlier in the list
     for ref in ${inits[$i]//+/ } "${teachers[$i]}"; do
@@ -349,9 +361,11 @@ roi_set() {   # roi_set <set_field>
     local n; n="$(n_parts "${src}" "${nj}")"
     split_dir "${src}" "${n}"
     rm -f "${out}/roi.scp"
+    local skip=()
+    [ "${skip_bad_videos}" = true ] && skip=(--skip_bad_videos)
     ${train_cmd} JOB=1:"${n}" "${out}/log/extract_lip_roi.JOB.log" \
         "${python}" -m espnet_avsr.bin.extract_lip_roi --data "${src}/split${n}/JOB" \
-            --out "${out}" --scp_dir "${out}/part.JOB"
+            --out "${out}" --scp_dir "${out}/part.JOB" "${skip[@]}"
     # shellcheck disable=SC2046
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
     log_msg "${out}: $(wc -l < "${out}/roi.scp") ROI sequences for $(wc -l < "${src}/text") utterances"
@@ -393,7 +407,7 @@ dump_set() {   # dump_set <audio data dir> <roi.scp> <dump name>
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
     ${train_cmd} "${out}/log/check_dump.log" \
         "${python}" -m espnet_avsr.bin.check_dump --dump "${out}" --json_out "${out}/check_dump.json" \
-        || die "audio/video frames disagree in ${out}, see ${out}/log/check_dump.log"
+        || die "audio/video frames disagree in ${out}, $(see_log "${out}/log/check_dump.log")"
     log_msg "${out}: $(wc -l < "${out}/wav.scp") utterances dumped from $(wc -l < "${src}/text")"
     bound_losses dump "${out}" "${src}" "$3" "${out}/wav.scp"
 }
@@ -544,7 +558,7 @@ train_model() {   # train_model <name>
             $(data_opts train "$(train_name)" "${task}") $(data_opts valid "${valid_set}" "${task}") \
             "${stats_opts[@]}" --resume true --ngpu "${ngpu}" --use_amp "${use_amp}" \
             --output_dir "${out}" "${extra[@]}" ${train_args} \
-        || die "training ${name} failed, see ${out}/train.log"
+        || die "training ${name} failed, $(see_log "${out}/train.log")"
     model_checkpoint "${name}" > /dev/null
 }
 if stage_begin 8 "train audio-only models (stock ESPnet ASR)"; then

@@ -32,10 +32,11 @@ test_snrs="0 -5"     # babble noise (never seen in training), decoded with compl
 models=""
 dropout_study=false  # true: also train AVd0.1/0.3/0.5/0.7 (video dropout on every sample) for the study figures
 dropout_study_rates="0.1 0.3 0.5 0.7"
+skip_bad_videos=false  # true: stage 3 skips (and counts) the utterances of unreadable videos instead of stopping
 help_message="Usage: ./run.sh [--preset demo|small|bench] [--stage N] [--stop_stage N] [--nj N] [--ngpu N]
   [--misp_root DIR] [--hours H] [--frontend wpe_ds|wpe_mvdr|ds|mvdr|first_channel]
   [--models 'NAME:CONFIG:INIT[:TEACHER] ...'] [--test_missing_rates '...'] [--test_snrs '...']
-  [--train_args '--max_epoch N'] [--cmd_backend local|slurm] [--dropout_study true]
+  [--train_args '--max_epoch N'] [--cmd_backend local|slurm] [--dropout_study true] [--skip_bad_videos true]
   Other avsr.sh options pass through after '--' (see ./avsr.sh --help)."
 . utils/parse_options.sh
 extra_args=("$@")   # everything after "--" goes to avsr.sh verbatim
@@ -110,7 +111,7 @@ study_args=()
     --frontend "${frontend}" --speed_perturb_factors "${speed_perturb_factors}" \
     --models "${models}" --train_args "${train_args}" \
     --test_missing_rates "${test_missing_rates}" --test_missing_pattern "${test_missing_pattern}" \
-    --test_snrs "${test_snrs}" "${study_args[@]}" \
+    --test_snrs "${test_snrs}" --skip_bad_videos "${skip_bad_videos}" "${study_args[@]}" \
     "${preset_args[@]}" "${extra_args[@]}"
 exit $?
 }

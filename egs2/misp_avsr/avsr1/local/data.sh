@@ -23,12 +23,15 @@ set_="${name%_*}"; field="${name##*_}"
     || { echo "$0: no ${misp_root}/audio/${set_}/${field}: MISP ships no ${field} audio for ${set_}" >&2; exit 1; }
 
 out="${data_dir}/${name}"
+see_log() {   # a hint that names the log only when it was written
+    if [ -s "$1" ]; then echo "see $1"; else echo "no log was written at $1 (the job did not start; see the messages above)"; fi
+}
 ${cmd} "${out}/log/prepare.log" \
     "${python}" -m espnet_avsr.bin.prepare_misp_data --misp_root "${misp_root}" \
         --set "${set_}" --field "${field}" --out "${out}" \
-    || { echo "$0: data preparation failed, see ${out}/log/prepare.log" >&2; exit 1; }
+    || { echo "$0: data preparation failed, $(see_log "${out}/log/prepare.log")" >&2; exit 1; }
 ${cmd} "${out}/log/validate.log" "${python}" -m espnet_avsr.bin.validate_data_dir "${out}" \
-    || { echo "$0: ${out} does not validate, see ${out}/log/validate.log" >&2; exit 1; }
+    || { echo "$0: ${out} does not validate, $(see_log "${out}/log/validate.log")" >&2; exit 1; }
 if ! "${python}" -m espnet_avsr.bin.check_losses --log_level WARNING --stage prep --out "${out}" \
         --set "${name}" --max_frac "${max_drop_frac}"; then
     mv -f "${out}/text" "${out}/text.over_bound"

@@ -12,6 +12,11 @@ log_msg() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0")) $*"; }
 
 die() { log_msg "ERROR: $*" >&2; exit 1; }
 
+# see_log <log>: a hint that names the log only when it was written.
+see_log() {
+    if [ -s "$1" ]; then echo "see $1"; else echo "no log was written at $1 (the job did not start; see the messages above)"; fi
+}
+
 stage_forced() {
     local s
     for s in ${force_stage:-}; do [ "${s}" = "$1" ] && return 0; done
