@@ -317,7 +317,14 @@ fi
 
 # ------------------------------------------------------------------ stage 1
 if stage_begin 1 "data preparation: TextGrids -> ${data_dir}/{$(prepared_sets | paste -sd,)}"; then
+    root_abs="$(cd "${root}" 2>/dev/null && pwd)" || die "corpus ${root} does not exist (run stage 0, or give --misp_root)"
     for x in $(prepared_sets); do
+        # keyed by the corpus files of this set and field: another --misp_root or a changed file reruns it
+        keyed --opt "misp_root=${root_abs}" --opt "max_drop_frac=$(max_drop_of "${x}")" \
+            --tree "transcription=${root_abs}/transcription/$(set_part "${x}")" \
+            --tree "audio=${root_abs}/audio/$(set_part "${x}")/$(set_field "${x}")" \
+            --tree "video=${root_abs}/video/$(set_part "${x}")" --tree "detection=${root_abs}/detection/$(set_part "${x}")"
+        clears "${data_dir}/${x}"
         unit "prep_${x}" "${data_dir}/${x}/text" \
             local/data.sh --misp_root "${root}" --name "${x}" --data_dir "${data_dir}" \
                 --cmd "${train_cmd}" --python "${python}" --max_drop_frac "$(max_drop_of "${x}")"
@@ -350,6 +357,9 @@ enhance_set() {   # enhance_set <set_field>
 if stage_begin 2 "audio front-end (${frontend}) for far/middle sets"; then
     for x in $(prepared_sets); do
         [ "$(audio_dir "${x}")" = "${data_dir}/${x}" ] && continue
+        keyed --opt "frontend=${frontend}" --opt "frontend_args=${frontend_args}" \
+            --data "src=${data_dir}/${x}@wav.scp,channels.scp"
+        clears "${dumpdir}/enhanced/${x}_${frontend}" "$(audio_dir "${x}")"   # its kept wavs too
         unit "enhance_${x}_${frontend}" "$(audio_dir "${x}")/wav.scp" enhance_set "${x}"
     done
     stage_end
@@ -373,6 +383,9 @@ roi_set() {   # roi_set <set_field>
 }
 if stage_begin 3 "lip ROIs (detection JSON + MP4 -> 96x96 grey .npy)"; then
     for x in $(prepared_sets); do
+        # the data dir lists the videos and detection JSONs: a fixed JSON changes the key
+        keyed --opt "skip_bad_videos=${skip_bad_videos}" --opt "max_drop=$(max_drop_of "${x}")" --data "src=${data_dir}/${x}"
+        clears "${dumpdir}/roi/${x}"   # its kept .npy too
         unit "roi_${x}" "${dumpdir}/roi/${x}/roi.scp" roi_set "${x}"
     done
     stage_end
@@ -381,6 +394,9 @@ fi
 # ------------------------------------------------------------------ stage 4
 sp_dir="$(audio_dir "${train_set}")_sp"
 if [ -n "${speed_perturb_factors}" ] && stage_begin 4 "speed perturbation of ${train_set} (${speed_perturb_factors})"; then
+    keyed --opt "factors=${speed_perturb_factors}" --data "audio=$(audio_dir "${train_set}")" \
+        --data "roi=${dumpdir}/roi/${train_set}"
+    clears "${sp_dir}" "${dumpdir}/roi/${train_set}_sp"
     # shellcheck disable=SC2086
     unit "sp_${train_set}" "${sp_dir}/roi.scp" \
         ${train_cmd} "${sp_dir}/log/speed_perturb.log" \
@@ -412,12 +428,20 @@ dump_set() {   # dump_set <audio data dir> <roi.scp> <dump name>
     bound_losses dump "${out}" "${src}" "$3" "${out}/wav.scp"
 }
 if stage_begin 5 "dumps (per-utterance wav + ROI scp) and audio/video agreement check"; then
+    dump_key() {   # dump_key <audio data dir> <roi dir> <dump name>: key and clear list of one dump
+        local no_roi=mark
+        [ "$3" = "$(train_name)" ] && no_roi=drop
+        keyed --opt "no_roi=${no_roi}" --opt "max_drop=$(max_drop_of "$3")" --data "audio=$1" --data "roi=$2"
+        clears "${dumpdir}/raw/$3"   # its kept wavs too
+    }
     if [ -n "${speed_perturb_factors}" ]; then
+        dump_key "${sp_dir}" "${sp_dir}" "$(train_name)"
         unit "dump_$(train_name)" "${dumpdir}/raw/$(train_name)/wav.scp" \
             dump_set "${sp_dir}" "${sp_dir}/roi.scp" "$(train_name)"
     fi
     for x in $(prepared_sets); do
         [ -n "${speed_perturb_factors}" ] && [ "${x}" = "${train_set}" ] && continue
+        dump_key "$(audio_dir "${x}")" "${dumpdir}/roi/${x}" "${x}"
         unit "dump_${x}" "${dumpdir}/raw/${x}/wav.scp" dump_set "$(audio_dir "${x}")" "${dumpdir}/roi/${x}/roi.scp" "${x}"
     done
     stage_end
