@@ -95,6 +95,8 @@ report_args=""
 max_drop_frac=0.2          # a data stage (1, 3, 5) stops when it drops more of the training set
 max_drop_frac_eval=0.1     # ... or more of a dev/eval set (stricter: these sets are scored)
 skip_bad_videos=false      # stage 3: skip (and count) the utterances of unreadable videos instead of stopping
+train_fresh=false          # stages 8-9: an exp/<name> trained with other settings is moved aside and
+                           # trained afresh (default: stop, naming the settings that differ)
 
 . ./path.sh
 . ./db.sh
@@ -531,6 +533,8 @@ train_model() {   # train_model <name>
     local stats="${expdir}/${task}_stats_${token_type}" out="${expdir}/${name}"
     [ -f "${config}" ] || die "config ${config} of model ${name} does not exist"
     mkdir -p "${out}"
+    "${python}" -m espnet_avsr.bin.train_inputs --record --exp "${out}" --config "${config}" \
+        --init "${init}" --teacher "${teacher}" --train_args "${train_args}"
     local extra=()
     if [ "$(yaml_get "${config}" normalize)" = global_mvn ]; then
         extra+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
@@ -585,9 +589,30 @@ train_model() {   # train_model <name>
         || die "training ${name} failed, $(see_log "${out}/train.log")"
     model_checkpoint "${name}" > /dev/null
 }
+# check_train_inputs <name>: exp/<name> trained with other settings (config content, init, teacher,
+# --train_args) is never resumed nor skipped as done: stop naming them, or move it aside (--train_fresh).
+check_train_inputs() {
+    local i; i="$(model_index "$1")"
+    local out="${expdir}/$1" rc=0 diff
+    diff="$("${python}" -m espnet_avsr.bin.train_inputs --exp "${out}" --config "${configs[$i]}" \
+        --init "${inits[$i]}" --teacher "${teachers[$i]}" --train_args "${train_args}")" || rc=$?
+    [ "${rc}" -eq 0 ] && return 0
+    [ "${rc}" -eq 3 ] || die "cannot compare the training settings of model $1 (see the error above)"
+    log_msg "model $1: ${out} was trained with other settings:"
+    echo "${diff}" | sed 's/^/    /' >&2
+    if [ "${train_fresh}" = true ]; then
+        local old; old="${out}.replaced_$(date '+%Y%m%d_%H%M%S')"
+        mv "${out}" "${old}"
+        rm -f "$(_marker_path "train_$1")"
+        log_msg "--train_fresh true: moved it to ${old}; training $1 afresh"
+    else
+        die "model $1: ${out} was trained with other settings (listed above); use a new model name, or --train_fresh true to move it aside and train afresh"
+    fi
+}
 if stage_begin 8 "train audio-only models (stock ESPnet ASR)"; then
     for name in "${names[@]}"; do
         is_asr_model "${name}" || continue
+        check_train_inputs "${name}"
         unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
     done
     stage_end
@@ -595,6 +620,7 @@ fi
 if stage_begin 9 "train audio-visual models (in list order)"; then
     for name in "${names[@]}"; do
         is_asr_model "${name}" && continue
+        check_train_inputs "${name}"
         unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
     done
     stage_end
