@@ -38,11 +38,15 @@ def test_check_losses_counts_reasons_and_bounds(tmp_path):
     _kv(tmp_path / "in" / "text", [(f"u{i}", "好") for i in range(10)])
     out = tmp_path / "roi"
     atomic_write_json(out / "roi_report.json", {"skipped": {"u1": "few_detections (0/9 frames)", "u2": "no_video",
-                                                            "u3": "few_detections (1/9 frames)"}})
+                                                            "u3": "few_detections (1/9 frames)",
+                                                            "u4": "few_detections (2/9 frames)"}})
+    _kv(out / "roi.scp", [(f"u{i}", f"/x/u{i}.npy") for i in (0, 4, 5, 6, 7, 8)])  # u4 kept by another part
     losses = stage_losses("roi", out, tmp_path / "in")
-    assert (losses.n_in, losses.n_dropped, dict(losses.reasons)) == (10, 3, {"few_detections": 2, "no_video": 1})
-    check_losses(losses, 0.3)  # 30 % is within a 0.3 bound
-    with pytest.raises(DropBoundError, match=r"dropped 3 of 10 \(30.0 %\): few_detections=2, no_video=1") as e:
+    assert (losses.n_in, losses.n_dropped, dict(losses.reasons)) == (
+        10, 4, {"few_detections": 2, "no_video": 1, "no_reason_recorded": 1})  # u9: lost without a reason
+    check_losses(losses, 0.4)  # 40 % is within a 0.4 bound
+    with pytest.raises(DropBoundError, match=r"dropped 4 of 10 \(40.0 %\): few_detections=2, no_reason_recorded=1, "
+                                             r"no_video=1") as e:
         check_losses(losses, 0.2, "dev_far")
     assert e.value.path == str(out / "roi_report.json")
 

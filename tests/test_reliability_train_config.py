@@ -52,7 +52,12 @@ def test_older_exp_dir_is_compared_through_espnet_config(tmp_path, capsys):
     new["model_conf"]["video_dropout"]["rate"] = 0.3
     cfg = _cfg(tmp_path / "c.yaml", new)
     assert ti.main(["--exp", str(exp), "--config", str(cfg), "--train_args", "--batch_size 8"]) == ti.DIFFERENT
-    assert capsys.readouterr().out.splitlines() == ["model_conf.video_dropout.rate: 0.5 -> 0.3", "batch_size: 20 -> 8"]
+    assert capsys.readouterr().out.splitlines() == ["batch_size: 20 -> 8", "model_conf.video_dropout.rate: 0.5 -> 0.3"]
+    # the dropout removed from model_conf: the keys ESPnet saved under it are reported
+    cfg = _cfg(tmp_path / "c.yaml", {"encoder": "av_conformer", "model_conf": {"ctc_weight": 0.3}})
+    assert ti.main(["--exp", str(exp), "--config", str(cfg)]) == ti.DIFFERENT
+    assert capsys.readouterr().out.splitlines() == ["model_conf.video_dropout.prob: 0.5 -> (absent)",
+                                                    "model_conf.video_dropout.rate: 0.5 -> (absent)"]
 
 
 def test_stage9_stops_on_a_changed_config_and_train_fresh_moves_it_aside(tmp_path):

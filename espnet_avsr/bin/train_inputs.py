@@ -24,6 +24,8 @@ import yaml
 RECORD = "train_inputs.json"
 #: Keys a resumed run may change without making it another model.
 RESUME_OK = frozenset({"max_epoch", "num_workers", "log_interval", "num_att_plot", "keep_nbest_models", "patience"})
+#: Keys avsr.sh sets on the command line (teacher, stats): not in the config file.
+RECIPE_SET = frozenset({"normalize_conf.stats_file", "model_conf.teacher_model_file", "model_conf.teacher_config"})
 CKPT_GLOBS = ("checkpoint.pth", "latest.pth", "*epoch.pth", "valid.*.pth", "train.*.pth")
 DIFFERENT = 3
 
@@ -77,18 +79,24 @@ def differences(old: Dict[str, str], new: Dict[str, str], keys=None) -> List[str
 
 
 def legacy_differences(saved_config: Path, new: Dict[str, str]) -> List[str]:
-    """Compare the config keys (and --train_args) we would pass with the config.yaml ESPnet saved."""
-    saved = yaml.safe_load(saved_config.read_text(encoding="utf-8")) or {}
-    flat = flatten(saved)
-    out = []
-    for k, v in sorted(new.items()):
-        if k.startswith(("config.", "train_args.")) and not _resumable(k):
-            name = k.split(".", 1)[1]
-            if name in flat:
-                mine = v if k.startswith("config.") else json.dumps(yaml.safe_load(v), sort_keys=True, ensure_ascii=False)
-                if mine != flat[name]:
-                    out.append(f"{name}: {flat[name]} -> {mine}")
-    return out
+    """Compare what we would pass with the config.yaml ESPnet saved (an exp dir from before the record).
+
+    ESPnet saves every option with its default, so only keys of the new config and
+    --train_args are compared, plus the whole of each `*_conf` section the new config
+    sets (a key dropped from its model_conf is a change too), less the keys avsr.sh sets.
+    """
+    saved = flatten(yaml.safe_load(saved_config.read_text(encoding="utf-8")) or {})
+    mine = {}
+    for k, v in new.items():
+        if k.startswith("config."):
+            mine[k[len("config."):]] = v
+        elif k.startswith("train_args."):
+            mine[k[len("train_args."):]] = json.dumps(yaml.safe_load(v), sort_keys=True, ensure_ascii=False)
+    keys = {k for k in mine if k in saved}
+    sections = {k.split(".", 1)[0] for k in mine if k.split(".", 1)[0].endswith("_conf") and "." in k}
+    keys |= {k for k in saved if k.split(".", 1)[0] in sections and "." in k and k not in RECIPE_SET}
+    return [f"{k}: {saved.get(k, '(absent)')} -> {mine.get(k, '(absent)')}"
+            for k in sorted(keys) if saved.get(k) != mine.get(k) and not _resumable(k)]
 
 
 def get_parser() -> argparse.ArgumentParser:

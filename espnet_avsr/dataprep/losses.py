@@ -12,8 +12,9 @@ Stages and what counts as dropped:
   prep  `prep_report.json`: intervals lost to data errors (overlaps, reversed times,
         duplicate ids); intervals removed by the transcript rules (noise tags, fillers,
         too short) are the corpus's convention and are reported, not bounded.
-  roi   `roi_report.json`: utterances without a lip ROI (out of the set's `text`).
-  dump  `dump_report.json`: utterances not dumped (out of the source dir's `text`).
+  roi   utterances of the set's `text` missing from `roi.scp`, by the reason in `roi_report.json`.
+  dump  utterances of the source dir's `text` missing from the dump's `wav.scp`, by the reason
+        in `dump_report.json` (dev/eval keep utterances without a ROI: not a loss here).
 """
 from __future__ import annotations
 
@@ -91,16 +92,20 @@ def stage_losses(stage: str, out_dir: PathLike, in_dir: PathLike = None) -> Loss
         return Losses(stage, n_in, errors, rep_path, rules)
     if in_dir is None:
         raise ValueError(f"stage {stage}: the input data dir is needed to count what went in")
-    n_in = len(read_kv(Path(in_dir) / "text"))
+    ins = set(read_kv(Path(in_dir) / "text"))
     if stage == "roi":
-        rep_path = out_dir / "roi_report.json"
-        skipped = _load(rep_path).get("skipped", {})
+        rep_path, scp = out_dir / "roi_report.json", out_dir / "roi.scp"
+        reasons = _load(rep_path).get("skipped", {})
     elif stage == "dump":
-        rep_path = out_dir / "dump_report.json"
-        skipped = _load(rep_path).get("dropped_utts", {})
+        rep_path, scp = out_dir / "dump_report.json", out_dir / "wav.scp"
+        reasons = _load(rep_path).get("dropped_utts", {})
     else:
         raise ValueError(f"unknown stage {stage!r} (one of {STAGES})")
-    return Losses(stage, n_in, Counter(_reason_key(r) for r in skipped.values()), rep_path, Counter())
+    # What went in and did not come out; parallel parts also report entries of other parts
+    # (e.g. `roi_without_audio`), which are not losses of the set.
+    lost = ins - (set(read_kv(scp)) if scp.is_file() else set())
+    counts = Counter(_reason_key(reasons[u]) if u in reasons else "no_reason_recorded" for u in lost)
+    return Losses(stage, len(ins), counts, rep_path, Counter())
 
 
 def check_losses(losses: Losses, max_frac: float, set_name: str = "") -> None:
