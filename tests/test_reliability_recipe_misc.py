@@ -47,9 +47,9 @@ def test_paths_with_spaces_in_channels_scp(tmp_path):
 
 
 def _run_sh(tmp_path, misp, *args):
-    cmd = ["./run.sh", "--misp_root", str(misp), "--stage", "1", "--stop_stage", "3", "--frontend", "first_channel",
+    cmd = ["./run.sh", "--misp_root", str(misp), "--stage", "1", "--stop_stage", "3", "--frontend", "none",
            *args, "--", "--data_dir", str(tmp_path / "data"), "--dumpdir", str(tmp_path / "dump"),
-           "--expdir", str(tmp_path / "exp"), "--max_drop_frac", "0.5"]
+           "--expdir", str(tmp_path / "exp"), "--max_drop_frac", "0.5", "--test_sets", "dev_far"]
     return subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=300)
 
 
