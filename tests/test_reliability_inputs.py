@@ -58,6 +58,8 @@ def test_boxes_for_another_frame_size_are_refused(prepared, tmp_path, scale, wor
     with pytest.raises(DataPrepError, match=words) as e:
         extract_lip_roi(data, tmp_path / "roi")
     assert e.value.path == str(js.resolve())
+    rep = extract_lip_roi(data, tmp_path / "roi2", RoiConfig(skip_bad_videos=True))  # or that video skipped
+    assert rep["num_utts"] == 0 and rep["counts"]["bad_video"] == 4
 
 
 def test_boxes_in_the_frame_pass(prepared, tmp_path):

@@ -123,6 +123,10 @@ def lip_track(
     return boxes, why
 
 
+class BoxScaleError(DataPrepError):
+    """Lip boxes that do not fit the video's frame size (skippable like a bad video)."""
+
+
 def check_box_scale(dets: Detections, width: int, height: int, path: PathLike,
                     margin: float = 0.1, max_share: float = 0.05) -> None:
     """Refuse a detection JSON whose lip boxes were made for another frame size.
@@ -146,14 +150,14 @@ def check_box_scale(dets: Detections, width: int, height: int, path: PathLike,
     size = f"the video's {width}x{height} frame"
     reach = f"x {x1.min():.0f}..{x2.max():.0f}, y {y1.min():.0f}..{y2.max():.0f}"
     if beyond.sum() > max(1, max_share * n):
-        raise DataPrepError(
+        raise BoxScaleError(
             path, f"{int(beyond.sum())} of {n} lip boxes reach beyond {size} ({reach}): "
-            "coordinates for another video size? Detections must be in the video's own pixels"
+            "coordinates for another video size? Detections must be in the video's own pixels (--skip_bad_videos skips this video)"
         )
     if n >= 25 and x2.max() <= width / 2 and y2.max() <= height / 2:
-        raise DataPrepError(
+        raise BoxScaleError(
             path, f"all {n} lip boxes lie in the top-left quarter of {size} ({reach}): "
-            "coordinates for a half-size video? Detections must be in the video's own pixels"
+            "coordinates for a half-size video? Detections must be in the video's own pixels (--skip_bad_videos skips this video)"
         )
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from espnet_avsr.dataprep.detection import (
+    BoxScaleError,
     check_box_scale,
     crop_square,
     interpolate_boxes,
@@ -104,7 +105,8 @@ def _open_video(path: Path):
         cap.release()
         raise DataPrepError(
             path, f"{fps:.2f} fps, expected {FRAME_RATE}: utterances are cut at 40 ms frame numbers, so the lips "
-            f"would drift from the audio; convert the video and its detection JSON to {FRAME_RATE} fps"
+            f"would drift from the audio; convert the video and its detection JSON to {FRAME_RATE} fps "
+            "(--skip_bad_videos skips this video)"
         )
     return cap, width, height, count
 
@@ -244,7 +246,7 @@ def extract_lip_roi(
         try:
             ratios.update(process_video(mp4, js, videos[vid], cfg, vid, skipped, counts))
         except DataPrepError as e:
-            if not cfg.skip_bad_videos or e.path != str(mp4):
+            if not cfg.skip_bad_videos or (e.path != str(mp4) and not isinstance(e, BoxScaleError)):
                 raise
             logging.error("skipping %d utterances of bad video: %s", len(videos[vid]), e)
             for job in videos[vid]:
