@@ -107,3 +107,21 @@ def test_interrupted_unit_with_other_inputs_does_not_resume(tmp_path):
     assert "[rerun] roi_dev_far: an interrupted run had other inputs" in r.stdout
     assert not stale.exists() and (stage3 / "roi_dev_far.done").exists()
     assert not (stage3 / "roi_dev_far.started").exists()
+
+
+def test_stage0_with_other_corpus_options_does_not_keep_the_old_corpus(tmp_path):
+    """Stage 0's marker is keyed too: other --hours reach the generator, which refuses to mix corpora."""
+    marker = tmp_path / "exp" / ".done" / "stage0" / "corpus.done"
+    marker.parent.mkdir(parents=True)
+    (tmp_path / "corpus" / "transcription").mkdir(parents=True)
+    marker.write_text("2026-01-01T00:00:00 corpus/transcription\nopt.hours=0.1\nopt.seed=0\nopt.preset=demo\nopt.args=\n")
+    r = avsr(tmp_path, "", "--stage", "0", "--stop_stage", "0", "--corpus_dir", str(tmp_path / "corpus"),
+             "--hours", "0.1")
+    assert r.returncode == 0 and "[skip] corpus" in r.stdout, r.stderr
+    (tmp_path / "corpus" / ".mini_misp").mkdir()
+    (tmp_path / "corpus" / ".mini_misp" / "options.json").write_text('{"hours": 0.1}')  # the old corpus
+    r = avsr(tmp_path, "", "--stage", "0", "--stop_stage", "0", "--corpus_dir", str(tmp_path / "corpus"),
+             "--hours", "0.5")
+    assert r.returncode != 0
+    assert "[rerun] corpus: its inputs changed since it was done: hours '0.1' -> '0.5'" in r.stdout
+    assert "holds a corpus made with other options" in (tmp_path / "exp" / "logs" / "make_mini_misp.log").read_text()

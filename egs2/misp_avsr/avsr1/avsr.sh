@@ -304,6 +304,8 @@ bound_losses() {
 # ------------------------------------------------------------------ stage 0
 if [ -z "${misp_root}" ]; then
     if stage_begin 0 "synthetic MISP-format corpus (${hours} h, seed ${corpus_seed}) -> ${corpus_dir}"; then
+        # keyed by its options: other ones rerun the generator, which refuses to mix corpora in one folder
+        keyed --opt "hours=${hours}" --opt "seed=${corpus_seed}" --opt "preset=${corpus_preset}" --opt "args=${corpus_args}"
         unit corpus "${corpus_dir}/transcription" \
             ${train_cmd} "${expdir}/logs/make_mini_misp.log" \
             "${python}" -m espnet_avsr.bin.make_mini_misp --out "${corpus_dir}" \
