@@ -84,3 +84,23 @@ def test_training_text_is_in_the_scoring_alphabet(tmp_path):
     assert sorted(v for k, v in text.items() if k.startswith("S016")) == ["tv打开ok", "wifi密码abc123"]
     for line in read_texts(tmp_path / "d" / "text"):  # what the token list reads
         assert normalize_text(line) == line  # scoring would not change a training transcript
+
+
+def test_video_at_30_fps_mapped_by_time_when_asked(prepared, tmp_path):
+    """--video_fps_policy map: 40 ms frame k shows source frame round(1.2 k), and its detections."""
+    root, data = prepared
+    n_src = 180  # 6 s at 30 fps; source frame j is uniformly grey at level 20 + j
+    vw = cv2.VideoWriter(str(root / FAR_MP4), cv2.VideoWriter_fourcc(*"mp4v"), 30, (W, H))
+    for j in range(n_src):
+        vw.write(np.full((H, W, 3), 20 + j, np.uint8))
+    vw.release()
+    # detection frames are source frames: speaker 017's lips are found from 4.0 s (source frame 120) on
+    write_detection(root / FAR_JSON, FAR_LIP, n_src, missing={"017": range(0, 120)})
+    rep = extract_lip_roi(data, tmp_path / "roi", RoiConfig(fps_policy="map"))
+    assert rep["counts"]["videos_fps_mapped"] == 1
+    u = "S017_R01_S016017_C02_I1_000332-000480"  # 40 ms frames 83..119 -> source frames 100..143
+    assert read_kv(tmp_path / "roi" / "roi_detect_ratio")[u] == f"{20 / 37:.4f}"  # k = 100..119 (>= 4.0 s)
+    roi = np.load(read_kv(tmp_path / "roi" / "roi.scp")[u])
+    assert roi.shape[0] == 37
+    want = 20 + np.floor((83 + np.arange(37)) * 1.2 + 0.5)
+    np.testing.assert_allclose(roi.reshape(37, -1).mean(1), want, atol=3)

@@ -95,6 +95,7 @@ report_args=""
 max_drop_frac=0.2          # a data stage (1, 3, 5) stops when it drops more of the training set
 max_drop_frac_eval=0.1     # ... or more of a dev/eval set (stricter: these sets are scored)
 skip_bad_videos=false      # stage 3: skip (and count) the utterances of unreadable videos instead of stopping
+video_fps_policy=refuse    # stage 3, a video not at 25 fps: refuse | map (40 ms frames to its frames nearest in time)
 train_fresh=false          # stages 8-9: an exp/<name> trained with other settings is moved aside and
                            # trained afresh (default: stop, naming the settings that differ)
 
@@ -379,7 +380,7 @@ roi_set() {   # roi_set <set_field>
     [ "${skip_bad_videos}" = true ] && skip=(--skip_bad_videos)
     ${train_cmd} JOB=1:"${n}" "${out}/log/extract_lip_roi.JOB.log" \
         "${python}" -m espnet_avsr.bin.extract_lip_roi --data "${src}/split${n}/JOB" \
-            --out "${out}" --scp_dir "${out}/part.JOB" "${skip[@]}"
+            --out "${out}" --scp_dir "${out}/part.JOB" --video_fps_policy "${video_fps_policy}" "${skip[@]}"
     # shellcheck disable=SC2046
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
     log_msg "${out}: $(wc -l < "${out}/roi.scp") ROI sequences for $(wc -l < "${src}/text") utterances"
@@ -388,7 +389,7 @@ roi_set() {   # roi_set <set_field>
 if stage_begin 3 "lip ROIs (detection JSON + MP4 -> 96x96 grey .npy)"; then
     for x in $(prepared_sets); do
         # the data dir lists the videos and detection JSONs: a fixed JSON changes the key
-        keyed --opt "skip_bad_videos=${skip_bad_videos}" --opt "max_drop=$(max_drop_of "${x}")" --data "src=${data_dir}/${x}"
+        keyed --opt "skip_bad_videos=${skip_bad_videos}" --opt "video_fps_policy=${video_fps_policy}" --opt "max_drop=$(max_drop_of "${x}")" --data "src=${data_dir}/${x}"
         clears "${dumpdir}/roi/${x}"   # its kept .npy too
         unit "roi_${x}" "${dumpdir}/roi/${x}/roi.scp" roi_set "${x}"
     done
