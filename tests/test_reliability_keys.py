@@ -104,7 +104,7 @@ def test_interrupted_unit_with_other_inputs_does_not_resume(tmp_path):
     np.save(stale, np.zeros(1))
     r = avsr(tmp_path, misp, "--stage", "3", "--stop_stage", "3")
     assert r.returncode == 0, r.stderr
-    assert "[rerun] roi_dev_far: an interrupted run had other inputs" in r.stdout
+    assert "[rerun] roi_dev_far: an unfinished (killed or failed) run had other inputs" in r.stdout
     assert not stale.exists() and (stage3 / "roi_dev_far.done").exists()
     assert not (stage3 / "roi_dev_far.started").exists()
 

@@ -74,7 +74,7 @@ unit() {
             log_msg "[rerun] ${name}: its inputs changed since it was done: $(echo "${changes}" | paste -sd ';' | sed 's/;/; /g')"
             rm -f "${m}"; redo=true
         elif [ ! -f "${m}" ] && [ -f "${m%.done}.started" ] && ! cmp -s "${m%.done}.started" "${m%.done}.key"; then
-            log_msg "[rerun] ${name}: an interrupted run had other inputs; its partial outputs are removed"
+            log_msg "[rerun] ${name}: an unfinished (killed or failed) run had other inputs; its partial outputs are removed"
             redo=true
         fi
     fi
