@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from espnet_avsr.dataprep.cache_key import key_changes, make_key, parse_key
@@ -48,6 +49,7 @@ def _npy(tmp_path, utt_part="S016"):
     return np.load(next(p for u, p in sorted(roi.items()) if u.startswith(utt_part)))
 
 
+@pytest.mark.slow
 def test_fixed_detection_json_and_forced_stages_redo_their_outputs(tmp_path):
     misp = recipe_corpus(tmp_path / "misp")
     r = avsr(tmp_path, misp, "--stage", "1", "--stop_stage", "5", "--frontend", "ds")
