@@ -3,7 +3,6 @@ without reusing kept files, and an interrupted run with other inputs does not le
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
