@@ -211,9 +211,10 @@ def detection_nan_boxes(base, tmp):
 
 
 def detection_outside_image(base, tmp):
-    rep = _roi_case(base, tmp, _det_with(tmp, lambda lip: [v + 1000 for v in lip]))
-    assert rep["counts"]["frames_outside_image"] > 0 and rep["counts"]["few_detections"] == 2
-    assert U016 in rep["skipped"]
+    """Boxes far outside the frame: coordinates of another video size, refused naming the JSON."""
+    raises_naming(DataPrepError, tmp / "c" / FAR_JSON,
+                  lambda: _roi_case(base, tmp, _det_with(tmp, lambda lip: [v + 1000 for v in lip])),
+                  "lip boxes reach beyond the video's 160x120 frame")
 
 
 def video_shorter_than_textgrid(base, tmp):

@@ -9,7 +9,7 @@ import argparse
 from typing import List, Optional
 
 from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
-from espnet_avsr.dataprep.lip_roi import RoiConfig, extract_lip_roi
+from espnet_avsr.dataprep.lip_roi import FPS_POLICIES, RoiConfig, extract_lip_roi
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -23,13 +23,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad_mode", default="edge", choices=("edge", "zero"), help="fill for crops leaving the image")
     p.add_argument("--skip_bad_videos", action="store_true",
                    help="skip (and report) utterances of corrupt videos instead of failing")
+    p.add_argument("--video_fps_policy", default="refuse", choices=FPS_POLICIES,
+                   help="a video not at 25 fps: refuse it, or map 40 ms frames to its frames nearest in time")
     add_log_level(p)
     return p
 
 
 def _body(a: argparse.Namespace) -> int:
     cfg = RoiConfig(roi_size=a.roi_size, min_detect_ratio=a.min_detect_ratio, pad_mode=a.pad_mode,
-                    skip_bad_videos=a.skip_bad_videos)
+                    skip_bad_videos=a.skip_bad_videos, fps_policy=a.video_fps_policy)
     extract_lip_roi(a.data, a.out, cfg, a.scp_dir)
     return 0
 

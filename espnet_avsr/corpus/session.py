@@ -262,7 +262,7 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
         g = rooms.scale_to_snr(speech_img[sl], noise_img[sl], snr, active)
         pcm, _ = rooms.to_int16(speech_img[sl] + g * noise_img[sl])
         for c in range(pcm.shape[0]):
-            path = lay.far_wav(c + 1) if name == "far" else lay.middle_wav(c + 1)
+            path = lay.far_wav(c) if name == "far" else lay.middle_wav(c)
             write_wav(path, pcm[c], SAMPLE_RATE)
     del speech_img, noise_img, ambient
     if spec.has_middle_near:

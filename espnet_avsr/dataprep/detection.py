@@ -123,6 +123,44 @@ def lip_track(
     return boxes, why
 
 
+class BoxScaleError(DataPrepError):
+    """Lip boxes that do not fit the video's frame size (skippable like a bad video)."""
+
+
+def check_box_scale(dets: Detections, width: int, height: int, path: PathLike,
+                    margin: float = 0.1, max_share: float = 0.05) -> None:
+    """Refuse a detection JSON whose lip boxes were made for another frame size.
+
+    Detectors do not report boxes far outside the image, so boxes reaching more than
+    `margin` of the frame beyond it (in more than `max_share` of them) mean coordinates
+    of a larger video; all boxes inside the top-left quarter mean a half-size one.
+    Either would crop the wrong pixels without a word.
+    """
+    lips = [e.get("lip") for entries in dets.values() for e in entries if e.get("lip") is not None]
+    try:
+        arr = np.asarray(lips, dtype=np.float64).reshape(-1, 4)
+    except (TypeError, ValueError):
+        return  # non-numeric boxes are counted per frame by check_box
+    arr = arr[np.all(np.isfinite(arr), axis=1)]
+    n = len(arr)
+    if n == 0:
+        return
+    x1, y1, x2, y2 = arr.T
+    beyond = (x1 < -margin * width) | (y1 < -margin * height) | (x2 > (1 + margin) * width) | (y2 > (1 + margin) * height)
+    size = f"the video's {width}x{height} frame"
+    reach = f"x {x1.min():.0f}..{x2.max():.0f}, y {y1.min():.0f}..{y2.max():.0f}"
+    if beyond.sum() > max(1, max_share * n):
+        raise BoxScaleError(
+            path, f"{int(beyond.sum())} of {n} lip boxes reach beyond {size} ({reach}): "
+            "coordinates for another video size? Detections must be in the video's own pixels (--skip_bad_videos skips this video)"
+        )
+    if n >= 25 and x2.max() <= width / 2 and y2.max() <= height / 2:
+        raise BoxScaleError(
+            path, f"all {n} lip boxes lie in the top-left quarter of {size} ({reach}): "
+            "coordinates for a half-size video? Detections must be in the video's own pixels (--skip_bad_videos skips this video)"
+        )
+
+
 def interpolate_boxes(boxes: np.ndarray) -> np.ndarray:
     """Fill NaN rows by linear interpolation between detected frames, held at the edges.
 

@@ -21,7 +21,7 @@ from nara_wpe.wpe import wpe_v6
 from espnet_avsr.dataprep.beamform import delay_and_sum, gcc_phat_delays, low_energy_frames, mvdr_souden
 from espnet_avsr.dataprep.errors import DataPrepError
 from espnet_avsr.dataprep.fileio import atomic_write_json, wav_is_complete
-from espnet_avsr.dataprep.kaldi_dir import copy_dir_files, load_dir, parse_segments, write_kv
+from espnet_avsr.dataprep.kaldi_dir import copy_dir_files, load_dir, parse_segments, split_paths, write_kv
 
 try:
     from threadpoolctl import threadpool_limits
@@ -264,7 +264,7 @@ def enhance_data_dir(
     files = load_dir(data_dir)
     if "wav.scp" not in files:
         raise DataPrepError(data_dir / "wav.scp", "file not found")
-    chans = {r: v.split() for r, v in files.get("channels.scp", {}).items()}
+    chans = {r: split_paths(v) for r, v in files.get("channels.scp", {}).items()}
     seg_by_rec: Dict[str, List[Tuple[float, float]]] = {}
     if "segments" in files:
         for rec, s, e in parse_segments(files["segments"], data_dir / "segments").values():

@@ -6,6 +6,7 @@ the splitter and the merger agree on it.
 """
 import json
 import logging
+import shlex
 import shutil
 from collections import OrderedDict
 from pathlib import Path
@@ -39,6 +40,21 @@ ALL_FILES = UTT_FILES + REC_FILES + VIDEO_FILES + SPK_FILES
 def c_sort_key(key: str) -> bytes:
     """Sort key equal to `LC_ALL=C sort` on the key (byte order of UTF-8)."""
     return key.encode("utf-8")
+
+
+def join_paths(paths: Sequence[PathLike]) -> str:
+    """A `channels.scp` value: paths separated by spaces, shell-quoted when they hold spaces."""
+    return " ".join(shlex.quote(str(p)) for p in paths)
+
+
+def split_paths(value: str) -> List[str]:
+    """Inverse of `join_paths` (plain space-separated values read as before)."""
+    if "'" in value or '"' in value:
+        try:
+            return shlex.split(value)
+        except ValueError as e:
+            raise DataPrepError(None, f"cannot split the path list {value!r} ({e})") from None
+    return value.split()
 
 
 def read_pairs(path: PathLike) -> List[Tuple[str, str]]:

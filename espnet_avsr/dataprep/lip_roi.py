@@ -7,21 +7,30 @@ detections are skipped and counted. Outputs are written atomically and
 complete ones are kept on rerun.
 """
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import cv2
 import numpy as np
 
-from espnet_avsr.dataprep.detection import crop_square, interpolate_boxes, lip_track, load_detections
+from espnet_avsr.dataprep.detection import (
+    BoxScaleError,
+    check_box_scale,
+    crop_square,
+    interpolate_boxes,
+    lip_track,
+    load_detections,
+)
 from espnet_avsr.dataprep.errors import DataPrepError
 from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
 from espnet_avsr.dataprep.kaldi_dir import load_dir, parse_segments, write_kv
-from espnet_avsr.dataprep.transcripts import snap_frame
+from espnet_avsr.dataprep.transcripts import FRAME_RATE, snap_frame
 
 PathLike = Union[str, Path]
+FPS_POLICIES = ("refuse", "map")
 
 
 @dataclass
@@ -33,10 +42,13 @@ class RoiConfig:
     pad_mode: str = "edge"  # or "zero"
     skip_bad_videos: bool = False
     max_tail_pad: int = 2  # frames an utterance may run past the video end (held)
+    fps_policy: str = "refuse"  # video not at 25 fps: "refuse", or "map" 40 ms frames to source frames by time
 
     def __post_init__(self):
         if self.pad_mode not in ("edge", "zero"):
             raise ValueError(f"pad_mode must be 'edge' or 'zero', got {self.pad_mode!r}")
+        if self.fps_policy not in FPS_POLICIES:
+            raise ValueError(f"fps_policy must be one of {FPS_POLICIES}, got {self.fps_policy!r}")
 
 
 @dataclass
@@ -80,7 +92,8 @@ def crop_roi(frame: np.ndarray, box: np.ndarray, roi_size: int = 96, pad_mode: s
     return np.ascontiguousarray(patch, dtype=np.uint8)
 
 
-def _open_video(path: Path):
+def _open_video(path: Path, fps_policy: str = "refuse"):
+    """`(capture, width, height, frame count, fps or 0 when unknown)`; other fps than 25 refused unless mapped."""
     if not path.is_file():
         raise DataPrepError(path, "video file not found")
     cap = cv2.VideoCapture(str(path))
@@ -94,9 +107,21 @@ def _open_video(path: Path):
     if width <= 0 or height <= 0:
         cap.release()
         raise DataPrepError(path, "video has no readable frame size (corrupt?)")
-    if fps and abs(fps - 25.0) > 0.5:
-        logging.warning("%s: %.2f fps, expected 25; frame indices are used as 40 ms steps", path, fps)
-    return cap, width, height, count
+    if fps and abs(fps - FRAME_RATE) > 0.5 and fps_policy != "map":
+        cap.release()
+        raise DataPrepError(
+            path, f"{fps:.2f} fps, expected {FRAME_RATE}: utterances are cut at 40 ms frame numbers, so the lips "
+            f"would drift from the audio; convert the video and its detection JSON to {FRAME_RATE} fps "
+            "(--skip_bad_videos skips this video; --video_fps_policy map maps frames by their time)"
+        )
+    return cap, width, height, count, fps if fps and fps > 0 else 0.0
+
+
+def _frame_map(fps: float):
+    """25 fps frame index -> source frame index, the source frame nearest in time (identity at 25 fps)."""
+    if not fps or abs(fps - FRAME_RATE) <= 0.5:
+        return lambda k: k
+    return lambda k: int(math.floor(k * fps / FRAME_RATE + 0.5))
 
 
 def process_video(
@@ -104,7 +129,20 @@ def process_video(
 ) -> Dict[str, float]:
     """Extract all jobs of one video; returns `{utt: detect ratio}` of written/kept utts."""
     dets = load_detections(det_json)
-    cap, width, height, n_video = _open_video(mp4)
+    cap, width, height, n_src, fps = _open_video(mp4, cfg.fps_policy)
+    src_of = _frame_map(fps)
+    n_video = n_src
+    if fps and abs(fps - FRAME_RATE) > 0.5:  # mapped: detections and the frame count in 40 ms frames
+        last = max(j.start + j.n_frames for j in jobs)
+        dets = {k: dets.get(src_of(k), []) for k in range(last)}
+        n_video = int(math.floor(n_src * FRAME_RATE / fps + 1e-6)) if n_src > 0 else 0
+        counts["videos_fps_mapped"] += 1
+        logging.warning("%s: %.2f fps, mapping 40 ms frames to the source frames nearest in time", mp4, fps)
+    try:
+        check_box_scale(dets, width, height, det_json)
+    except DataPrepError:
+        cap.release()
+        raise
     single = "_Middle_" in vid
     kept: Dict[str, float] = {}
     todo: List[UttJob] = []
@@ -130,7 +168,7 @@ def process_video(
             job.boxes = interpolate_boxes(boxes)
             todo.append(job)
         if todo:
-            _decode_and_crop(cap, mp4, todo, cfg, n_video)
+            _decode_and_crop(cap, mp4, todo, cfg, n_src, src_of)
             for job in todo:
                 kept[job.utt] = job.ratio
                 counts["written"] += 1
@@ -139,41 +177,53 @@ def process_video(
     return kept
 
 
-def _decode_and_crop(cap, mp4: Path, todo: List[UttJob], cfg: RoiConfig, n_video: int) -> None:
-    """Read the video once from frame 0 and fill every job's buffer."""
+def _decode_and_crop(cap, mp4: Path, todo: List[UttJob], cfg: RoiConfig, n_video: int,
+                     src_of: Callable[[int], int] = lambda k: k) -> None:
+    """Read the video once from frame 0 and fill every job's buffer.
+
+    `src_of` maps a 40 ms frame index to the source frame shown then (identity at
+    25 fps); `n_video` counts source frames.
+    """
     by_start = defaultdict(list)
     for job in todo:
         by_start[job.start].append(job)
     last = max(j.start + j.n_frames for j in todo)
     active: List[UttJob] = []
     frame = None
-    idx = 0
-    while idx < last:
+    pos = 0  # the source frame the decoder returns next
+    have = -1  # the source frame held in `frame`
+    for idx in range(last):
         for job in by_start.pop(idx, []):
             job.buf = np.empty((job.n_frames, cfg.roi_size, cfg.roi_size), dtype=np.uint8)
             active.append(job)
-        if active:
-            ok, img = cap.read()
+        if not active:
+            continue
+        j = src_of(idx)
+        if j > have:
+            while pos < j:  # frames no utterance needs are only grabbed
+                if not cap.grab():
+                    if pos < n_video:
+                        raise DataPrepError(
+                            mp4, f"decoding failed at frame {pos} (header says {n_video} frames); corrupt video")
+                    break
+                pos += 1
+            ok, img = cap.read() if pos == j else (False, None)
             if ok:
-                frame = img
-            elif frame is not None and idx >= n_video - 1 and idx < n_video + cfg.max_tail_pad:
-                logging.debug("%s: frame %d past the end, holding the last frame", mp4, idx)
+                frame, have, pos = img, j, pos + 1
+            elif frame is not None and j >= n_video - 1 and j < n_video + cfg.max_tail_pad:
+                logging.debug("%s: frame %d past the end, holding the last frame", mp4, j)
             else:
                 raise DataPrepError(
-                    mp4, f"decoding failed at frame {idx} (header says {n_video} frames); corrupt or truncated video"
+                    mp4, f"decoding failed at frame {j} (header says {n_video} frames); corrupt or truncated video"
                 )
-            for job in active:
-                k = idx - job.start
-                job.buf[k] = crop_roi(frame, job.boxes[k], cfg.roi_size, cfg.pad_mode)
-                job.filled += 1
-            for job in [j for j in active if j.filled == j.n_frames]:
-                atomic_save_npy(job.out, job.buf)
-                job.buf = None
-                active.remove(job)
-        else:
-            if not cap.grab() and idx < n_video:
-                raise DataPrepError(mp4, f"decoding failed at frame {idx} (header says {n_video} frames); corrupt video")
-        idx += 1
+        for job in active:
+            k = idx - job.start
+            job.buf[k] = crop_roi(frame, job.boxes[k], cfg.roi_size, cfg.pad_mode)
+            job.filled += 1
+        for job in [jb for jb in active if jb.filled == jb.n_frames]:
+            atomic_save_npy(job.out, job.buf)
+            job.buf = None
+            active.remove(job)
 
 
 def extract_lip_roi(
@@ -229,7 +279,7 @@ def extract_lip_roi(
         try:
             ratios.update(process_video(mp4, js, videos[vid], cfg, vid, skipped, counts))
         except DataPrepError as e:
-            if not cfg.skip_bad_videos or e.path != str(mp4):
+            if not cfg.skip_bad_videos or (e.path != str(mp4) and not isinstance(e, BoxScaleError)):
                 raise
             logging.error("skipping %d utterances of bad video: %s", len(videos[vid]), e)
             for job in videos[vid]:

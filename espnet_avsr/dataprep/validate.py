@@ -19,6 +19,7 @@ from espnet_avsr.dataprep.kaldi_dir import (
     VIDEO_FILES,
     c_sort_key,
     read_pairs,
+    split_paths,
     subset_dir,
     utt2spk_to_spk2utt,
     write_kv,
@@ -36,7 +37,7 @@ def _paths_in(name: str, value: str) -> List[str]:
     if not value or value.endswith("|"):
         return []
     if name == "channels.scp":
-        return value.split()
+        return split_paths(value)
     return [value.split(":")[0] if value.count(":") == 1 and value.split(":")[1].isdigit() else value]
 
 

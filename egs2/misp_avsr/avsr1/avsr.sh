@@ -102,6 +102,13 @@ rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
 report_args=""         # extra make_report options
 # ---- packing (stage 12)
 pack_args=""           # extra espnet_avsr.bin.avsr_pack options
+# ---- reliability (docs/RELIABILITY.md)
+max_drop_frac=0.2          # a data stage (1, 3, 5) stops when it drops more of the training set
+max_drop_frac_eval=0.1     # ... or more of a dev/eval set (stricter: these sets are scored)
+skip_bad_videos=false      # stage 3: skip (and count) the utterances of unreadable videos instead of stopping
+video_fps_policy=refuse    # stage 3, a video not at 25 fps: refuse | map (40 ms frames to its frames nearest in time)
+train_fresh=false          # stages 8-9: an exp/<name> trained with other settings is moved aside and
+                           # trained afresh (default: stop, naming the settings that differ)
 # </options>
 
 . ./path.sh
@@ -138,6 +145,14 @@ if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training 
 fi
 marker_dir="${expdir}/.done"
 mkdir -p "${expdir}" "${marker_dir}"
+# One run per experiment folder: a second one would race on the same markers and outputs.
+# The lock is held by this process (and the jobs it starts) until they exit.
+lock_file="${expdir}/.avsr.lock"
+exec {lock_fd}>>"${lock_file}"
+if ! flock -n "${lock_fd}"; then
+    die "another avsr.sh run holds ${lock_file} ($(cat "${lock_file}" 2>/dev/null || echo 'holder unknown')); wait for it to finish or stop it first"
+fi
+echo "pid $$ on $(hostname), started $(date '+%Y-%m-%d %H:%M:%S') in $(pwd)" > "${lock_file}"
 root_dir="$(pwd)"
 
 # ------------------------------------------------------------------ helpers
@@ -182,9 +197,12 @@ names=(); configs=(); inits=(); teachers=()
 for spec in ${models}; do
     IFS=: read -r _n _c _i _t <<< "${spec}"
     [ -n "${_n}" ] && [ -n "${_c}" ] || die "model spec '${spec}' is not name:config:init[:teacher]"
+    for _k in "${names[@]}"; do   # a second line of the same name would never be trained
+        [ "${_k}" != "${_n}" ] || die "model name ${_n} is declared twice in --models ('${spec}'); each name must be unique"
+    done
     names+=("${_n}"); configs+=("${_c}"); inits+=("${_i:--}"); teachers+=("${_t:--}")
 done
-unset _n _c _i _t
+unset _n _c _i _t _k
 [ "${#names[@]}" -gt 0 ] || die "--models is empty"
 for i in "${!names[@]}"; do   # init/teacher must be declared earlier in the list
     for ref in ${inits[$i]//+/ } "${teachers[$i]}"; do
@@ -301,9 +319,25 @@ train_name() {      # the dump name of the training data
     if [ -n "${speed_perturb_factors}" ]; then echo "${train_set}_sp"; else echo "${train_set}"; fi
 }
 
+max_drop_of() {     # max_drop_of <set or dump name>: the drop bound of that set
+    case "$1" in "${train_set}"|"${train_set}_sp") echo "${max_drop_frac}" ;; *) echo "${max_drop_frac_eval}" ;; esac
+}
+# bound_losses <prep|roi|dump> <out dir> <in dir|-> <set> <output to withdraw>: stop when the stage
+# dropped more of the set than its bound; the output is renamed *.over_bound so no later stage uses it.
+bound_losses() {
+    local in=(); [ "$3" = - ] || in=(--in "$3")
+    if ! "${python}" -m espnet_avsr.bin.check_losses --log_level WARNING --stage "$1" --out "$2" "${in[@]}" \
+            --set "$4" --max_frac "$(max_drop_of "$4")"; then
+        mv -f "$5" "$5.over_bound"
+        die "stage ${_stage_now}: $4 lost too many utterances (counts above; report in $2)"
+    fi
+}
+
 # ------------------------------------------------------------------ stage 0
 if [ -z "${misp_root}" ]; then
     if stage_begin 0 "synthetic MISP-format corpus (${hours} h, seed ${corpus_seed}) -> ${corpus_dir}"; then
+        # keyed by its options: other ones rerun the generator, which refuses to mix corpora in one folder
+        keyed --opt "hours=${hours}" --opt "seed=${corpus_seed}" --opt "preset=${corpus_preset}" --opt "args=${corpus_args}"
         unit corpus "${corpus_dir}/transcription" \
             ${train_cmd} "${expdir}/logs/make_mini_misp.log" \
             "${python}" -m espnet_avsr.bin.make_mini_misp --out "${corpus_dir}" \
@@ -319,10 +353,17 @@ fi
 
 # ------------------------------------------------------------------ stage 1
 if stage_begin 1 "data preparation: TextGrids -> ${data_dir}/{$(prepared_sets | paste -sd,)}"; then
+    root_abs="$(cd "${root}" 2>/dev/null && pwd)" || die "corpus ${root} does not exist (run stage 0, or give --misp_root)"
     for x in $(prepared_sets); do
+        # keyed by the corpus files of this set and field: another --misp_root or a changed file reruns it
+        keyed --opt "misp_root=${root_abs}" --opt "max_drop_frac=$(max_drop_of "${x}")" \
+            --tree "transcription=${root_abs}/transcription/$(set_part "${x}")" \
+            --tree "audio=${root_abs}/audio/$(set_part "${x}")/$(set_field "${x}")" \
+            --tree "video=${root_abs}/video/$(set_part "${x}")" --tree "detection=${root_abs}/detection/$(set_part "${x}")"
+        clears "${data_dir}/${x}"
         unit "prep_${x}" "${data_dir}/${x}/text" \
             local/data.sh --misp_root "${root}" --name "${x}" --data_dir "${data_dir}" \
-                --cmd "${train_cmd}" --python "${python}"
+                --cmd "${train_cmd}" --python "${python}" --max_drop_frac "$(max_drop_of "${x}")"
     done
     stage_end
 fi
@@ -352,6 +393,9 @@ enhance_set() {   # enhance_set <set_field>
 if stage_begin 2 "audio front-end (${frontend}) for far/middle sets"; then
     for x in $(prepared_sets); do
         [ "$(audio_dir "${x}")" = "${data_dir}/${x}" ] && continue
+        keyed --opt "frontend=${frontend}" --opt "frontend_args=${frontend_args}" \
+            --data "src=${data_dir}/${x}@wav.scp,channels.scp"
+        clears "${dumpdir}/enhanced/${x}_${frontend}" "$(audio_dir "${x}")"   # its kept wavs too
         unit "enhance_${x}_${frontend}" "$(audio_dir "${x}")/wav.scp" enhance_set "${x}"
     done
     stage_end
@@ -363,15 +407,21 @@ roi_set() {   # roi_set <set_field>
     local n; n="$(n_parts "${src}" "${nj}")"
     split_dir "${src}" "${n}"
     rm -f "${out}/roi.scp"
+    local skip=()
+    [ "${skip_bad_videos}" = true ] && skip=(--skip_bad_videos)
     ${train_cmd} JOB=1:"${n}" "${out}/log/extract_lip_roi.JOB.log" \
         "${python}" -m espnet_avsr.bin.extract_lip_roi --data "${src}/split${n}/JOB" \
-            --out "${out}" --scp_dir "${out}/part.JOB"
+            --out "${out}" --scp_dir "${out}/part.JOB" --video_fps_policy "${video_fps_policy}" "${skip[@]}"
     # shellcheck disable=SC2046
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
     log_msg "${out}: $(wc -l < "${out}/roi.scp") ROI sequences for $(wc -l < "${src}/text") utterances"
+    bound_losses roi "${out}" "${src}" "${x}" "${out}/roi.scp"
 }
 if stage_begin 3 "lip ROIs (detection JSON + MP4 -> 96x96 grey .npy)"; then
     for x in $(prepared_sets); do
+        # the data dir lists the videos and detection JSONs: a fixed JSON changes the key
+        keyed --opt "skip_bad_videos=${skip_bad_videos}" --opt "video_fps_policy=${video_fps_policy}" --opt "max_drop=$(max_drop_of "${x}")" --data "src=${data_dir}/${x}"
+        clears "${dumpdir}/roi/${x}"   # its kept .npy too
         unit "roi_${x}" "${dumpdir}/roi/${x}/roi.scp" roi_set "${x}"
     done
     stage_end
@@ -380,6 +430,9 @@ fi
 # ------------------------------------------------------------------ stage 4
 sp_dir="$(audio_dir "${train_set}")_sp"
 if [ -n "${speed_perturb_factors}" ] && stage_begin 4 "speed perturbation of ${train_set} (${speed_perturb_factors})"; then
+    keyed --opt "factors=${speed_perturb_factors}" --data "audio=$(audio_dir "${train_set}")" \
+        --data "roi=${dumpdir}/roi/${train_set}"
+    clears "${sp_dir}" "${dumpdir}/roi/${train_set}_sp"
     # shellcheck disable=SC2086
     unit "sp_${train_set}" "${sp_dir}/roi.scp" \
         ${train_cmd} "${sp_dir}/log/speed_perturb.log" \
@@ -406,16 +459,25 @@ dump_set() {   # dump_set <audio data dir> <roi.scp> <dump name>
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
     ${train_cmd} "${out}/log/check_dump.log" \
         "${python}" -m espnet_avsr.bin.check_dump --dump "${out}" --json_out "${out}/check_dump.json" \
-        || die "audio/video frames disagree in ${out}, see ${out}/log/check_dump.log"
+        || die "audio/video frames disagree in ${out}, $(see_log "${out}/log/check_dump.log")"
     log_msg "${out}: $(wc -l < "${out}/wav.scp") utterances dumped from $(wc -l < "${src}/text")"
+    bound_losses dump "${out}" "${src}" "$3" "${out}/wav.scp"
 }
 if stage_begin 5 "dumps (per-utterance wav + ROI scp) and audio/video agreement check"; then
+    dump_key() {   # dump_key <audio data dir> <roi dir> <dump name>: key and clear list of one dump
+        local no_roi=mark
+        [ "$3" = "$(train_name)" ] && no_roi=drop
+        keyed --opt "no_roi=${no_roi}" --opt "max_drop=$(max_drop_of "$3")" --data "audio=$1" --data "roi=$2"
+        clears "${dumpdir}/raw/$3"   # its kept wavs too
+    }
     if [ -n "${speed_perturb_factors}" ]; then
+        dump_key "${sp_dir}" "${sp_dir}" "$(train_name)"
         unit "dump_$(train_name)" "${dumpdir}/raw/$(train_name)/wav.scp" \
             dump_set "${sp_dir}" "${sp_dir}/roi.scp" "$(train_name)"
     fi
     for x in $(prepared_sets); do
         [ -n "${speed_perturb_factors}" ] && [ "${x}" = "${train_set}" ] && continue
+        dump_key "$(audio_dir "${x}")" "${dumpdir}/roi/${x}" "${x}"
         unit "dump_${x}" "${dumpdir}/raw/${x}/wav.scp" dump_set "$(audio_dir "${x}")" "${dumpdir}/roi/${x}/roi.scp" "${x}"
     done
     stage_end
@@ -505,6 +567,8 @@ train_model() {   # train_model <name>
     local stats="${expdir}/${task}_stats_${token_type}" out="${expdir}/${name}"
     [ -f "${config}" ] || die "config ${config} of model ${name} does not exist"
     mkdir -p "${out}"
+    "${python}" -m espnet_avsr.bin.train_inputs --record --exp "${out}" --config "${config}" \
+        --init "${init}" --teacher "${teacher}" --train_args "${train_args}"
     local extra=()
     if [ "$(yaml_get "${config}" normalize)" = global_mvn ]; then
         extra+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
@@ -556,12 +620,33 @@ train_model() {   # train_model <name>
             $(data_opts train "$(train_name)" "${task}") $(data_opts valid "${valid_set}" "${task}") \
             "${stats_opts[@]}" --resume true --ngpu "${ngpu}" --use_amp "${use_amp}" \
             --output_dir "${out}" "${extra[@]}" ${train_args} \
-        || die "training ${name} failed, see ${out}/train.log"
+        || die "training ${name} failed, $(see_log "${out}/train.log")"
     model_checkpoint "${name}" > /dev/null
+}
+# check_train_inputs <name>: exp/<name> trained with other settings (config content, init, teacher,
+# --train_args) is never resumed nor skipped as done: stop naming them, or move it aside (--train_fresh).
+check_train_inputs() {
+    local i; i="$(model_index "$1")"
+    local out="${expdir}/$1" rc=0 diff
+    diff="$("${python}" -m espnet_avsr.bin.train_inputs --exp "${out}" --config "${configs[$i]}" \
+        --init "${inits[$i]}" --teacher "${teachers[$i]}" --train_args "${train_args}")" || rc=$?
+    [ "${rc}" -eq 0 ] && return 0
+    [ "${rc}" -eq 3 ] || die "cannot compare the training settings of model $1 (see the error above)"
+    log_msg "model $1: ${out} was trained with other settings:"
+    echo "${diff}" | sed 's/^/    /' >&2
+    if [ "${train_fresh}" = true ]; then
+        local old; old="${out}.replaced_$(date '+%Y%m%d_%H%M%S')"
+        mv "${out}" "${old}"
+        rm -f "$(_marker_path "train_$1")"
+        log_msg "--train_fresh true: moved it to ${old}; training $1 afresh"
+    else
+        die "model $1: ${out} was trained with other settings (listed above); use a new model name, or --train_fresh true to move it aside and train afresh"
+    fi
 }
 if stage_begin 8 "train audio-only models (stock ESPnet ASR)"; then
     for name in "${names[@]}"; do
         is_asr_model "${name}" || continue
+        check_train_inputs "${name}"
         unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
     done
     stage_end
@@ -569,6 +654,7 @@ fi
 if stage_begin 9 "train audio-visual models (in list order)"; then
     for name in "${names[@]}"; do
         is_asr_model "${name}" && continue
+        check_train_inputs "${name}"
         unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
     done
     stage_end

@@ -34,6 +34,7 @@ test_snrs="0 -5"     # babble noise (never seen in training), decoded with compl
 models=""            # name:config:init[:teacher] lines (default: the preset's list)
 dropout_study=false  # true: also train AVd0.1/0.3/0.5/0.7 (video dropout on every sample) for the study figures
 dropout_study_rates="0.1 0.3 0.5 0.7"   # the study's rates (with --dropout_study true)
+skip_bad_videos=false  # true: stage 3 skips (and counts) the utterances of unreadable videos instead of stopping
 # </options>
 help_message="Usage: ./run.sh [options]   (--name value or --name=value)
   The options below set the experiment (empty = the preset's value); every other option,
@@ -115,7 +116,7 @@ study_args=()
     --frontend "${frontend}" --speed_perturb_factors "${speed_perturb_factors}" \
     --models "${models}" --train_args "${train_args}" \
     --test_missing_rates "${test_missing_rates}" --test_missing_pattern "${test_missing_pattern}" \
-    --test_snrs "${test_snrs}" "${study_args[@]}" \
+    --test_snrs "${test_snrs}" --skip_bad_videos "${skip_bad_videos}" "${study_args[@]}" \
     "${preset_args[@]}" "${extra_args[@]}"
 exit $?
 }

@@ -6,12 +6,22 @@
 #   if stage_begin 3 "lip ROIs"; then ...; stage_end; fi
 #   unit <name> <output path> <command...>   run once; later calls skip while
 #                                             the marker and the output both exist.
+#   keyed <input_key options...>              the next unit records this key of its inputs
+#                                             (espnet_avsr/bin/input_key.py) and reruns when
+#                                             it changed, logging what changed
+#   clears <paths...>                         what the next unit must delete before a redo
+#                                             (forced, changed key): files it would keep otherwise
 
 _stage_now=""; _stage_t0=0
 
 log_msg() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0")) $*"; }
 
 die() { log_msg "ERROR: $*" >&2; exit 1; }
+
+# see_log <log>: a hint that names the log only when it was written.
+see_log() {
+    if [ -s "$1" ]; then echo "see $1"; else echo "no log was written at $1 (the job did not start; see the messages above)"; fi
+}
 
 stage_forced() {
     local s
@@ -48,13 +58,37 @@ unit_is_done() {
     [ -f "${m}" ] && [ -e "$2" ]
 }
 
+_unit_key=(); _unit_clear=()
+keyed() { _unit_key=("$@"); }
+clears() { _unit_clear=("$@"); }
+
 # unit <name> <output> <command...>
 unit() {
     local name="$1" out="$2"; shift 2
+    local m; m="$(_marker_path "${name}")"
+    local key=("${_unit_key[@]}") clear=("${_unit_clear[@]}") redo=false changes=""
+    _unit_key=(); _unit_clear=()
+    stage_forced "${_stage_now}" && redo=true
+    if [ "${#key[@]}" -gt 0 ]; then
+        changes="$("${python:-python}" -m espnet_avsr.bin.input_key --log_level WARNING "${key[@]}" \
+            --out "${m%.done}.key" --against "${m}")" || die "stage ${_stage_now}: cannot compute the input key of ${name}"
+        if [ -f "${m}" ] && [ -n "${changes}" ]; then
+            log_msg "[rerun] ${name}: its inputs changed since it was done: $(echo "${changes}" | paste -sd ';' | sed 's/;/; /g')"
+            rm -f "${m}"; redo=true
+        elif [ ! -f "${m}" ] && [ -f "${m%.done}.started" ] && ! cmp -s "${m%.done}.started" "${m%.done}.key"; then
+            log_msg "[rerun] ${name}: an unfinished (killed or failed) run had other inputs; its partial outputs are removed"
+            redo=true
+        fi
+    fi
     if unit_is_done "${name}" "${out}"; then
-        log_msg "[skip] ${name}: done already ($(_marker_path "${name}"))"
+        log_msg "[skip] ${name}: done already (${m})"
         return 0
     fi
+    if ${redo} && [ "${#clear[@]}" -gt 0 ]; then
+        log_msg "[clear] ${name}: removing ${clear[*]}"
+        rm -rf "${clear[@]}"
+    fi
+    [ "${#key[@]}" -gt 0 ] && cp "${m%.done}.key" "${m%.done}.started"
     log_msg "[run] ${name}"
     # A subshell outside any "||" so that `set -e` holds inside shell functions too.
     local rc
@@ -63,5 +97,6 @@ unit() {
     rc=$?
     set -e
     [ "${rc}" -eq 0 ] || die "stage ${_stage_now}, ${name} failed (exit ${rc}; command: $*)"
-    echo "$(date '+%Y-%m-%dT%H:%M:%S') ${out}" > "$(_marker_path "${name}")"
+    { echo "$(date '+%Y-%m-%dT%H:%M:%S') ${out}"; [ "${#key[@]}" -eq 0 ] || cat "${m%.done}.key"; } > "${m}"
+    rm -f "${m%.done}.started"
 }

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Refuse to resume (or skip as done) an exp/<name> that was trained with other settings.
+
+    train_inputs --exp exp/AV0 --config conf/train_avsr.yaml --init A0 --teacher - --train_args "--max_epoch 8"
+    train_inputs ... --record      # write exp/AV0/train_inputs.json (avsr.sh does this when training starts)
+
+Why: ESPnet's --resume continues any checkpoint in the output dir, and then writes the
+*new* config.yaml beside the old weights, so a report would label the old model with the
+new settings. The settings of a run (the config file's content, init and teacher models,
+--train_args) are recorded in train_inputs.json; an exp dir without that record (an older
+run) is compared through the config.yaml ESPnet wrote. Exit 0: same settings, or nothing
+trained yet; exit 3: they differ (printed one per line); exit 1: bad input.
+Changing only keys that a resume may change (max_epoch, num_workers ...) is allowed.
+"""
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+RECORD = "train_inputs.json"
+#: Keys a resumed run may change without making it another model.
+RESUME_OK = frozenset({"max_epoch", "num_workers", "log_interval", "num_att_plot", "keep_nbest_models", "patience"})
+#: Keys avsr.sh sets on the command line (teacher, stats): not in the config file.
+RECIPE_SET = frozenset({"normalize_conf.stats_file", "model_conf.teacher_model_file", "model_conf.teacher_config"})
+CKPT_GLOBS = ("checkpoint.pth", "latest.pth", "*epoch.pth", "valid.*.pth", "train.*.pth")
+DIFFERENT = 3
+
+
+def flatten(d, prefix: str = "") -> Dict[str, str]:
+    """Nested mapping -> `{dotted.key: json value}` (lists kept whole)."""
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        if d or not prefix:
+            return out
+    out[prefix.rstrip(".")] = json.dumps(d, sort_keys=True, ensure_ascii=False)
+    return out
+
+
+def train_args_dict(train_args: str) -> Dict[str, str]:
+    """`--max_epoch 8 --foo=bar` -> `{'max_epoch': '8', 'foo': 'bar'}` (ESPnet's --name value)."""
+    out, toks = {}, shlex.split(train_args)
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t.startswith("--"):
+            if "=" in t:
+                k, v = t[2:].split("=", 1)
+            elif i + 1 < len(toks) and not toks[i + 1].startswith("--"):
+                k, v, i = t[2:], toks[i + 1], i + 1
+            else:
+                k, v = t[2:], "true"
+            out[k] = v
+        i += 1
+    return out
+
+
+def current_inputs(config: Path, init: str, teacher: str, train_args: str) -> Dict[str, str]:
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    flat = {f"config.{k}": v for k, v in flatten(cfg).items()}
+    flat.update({f"train_args.{k}": v for k, v in train_args_dict(train_args).items()})
+    flat.update({"init": init, "teacher": teacher})
+    return flat
+
+
+def _resumable(key: str) -> bool:
+    return key.split(".", 1)[-1] in RESUME_OK
+
+
+def differences(old: Dict[str, str], new: Dict[str, str], keys=None) -> List[str]:
+    keys = sorted(set(old) | set(new)) if keys is None else sorted(keys)
+    return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}"
+            for k in keys if old.get(k) != new.get(k) and not _resumable(k)]
+
+
+def legacy_differences(saved_config: Path, new: Dict[str, str]) -> List[str]:
+    """Compare what we would pass with the config.yaml ESPnet saved (an exp dir from before the record).
+
+    ESPnet saves every option with its default, so only keys of the new config and
+    --train_args are compared, plus the whole of each `*_conf` section the new config
+    sets (a key dropped from its model_conf is a change too), less the keys avsr.sh sets.
+    """
+    saved = flatten(yaml.safe_load(saved_config.read_text(encoding="utf-8")) or {})
+    mine = {}
+    for k, v in new.items():
+        if k.startswith("config."):
+            mine[k[len("config."):]] = v
+        elif k.startswith("train_args."):
+            mine[k[len("train_args."):]] = json.dumps(yaml.safe_load(v), sort_keys=True, ensure_ascii=False)
+    keys = {k for k in mine if k in saved}
+    sections = {k.split(".", 1)[0] for k in mine if k.split(".", 1)[0].endswith("_conf") and "." in k}
+    keys |= {k for k in saved if k.split(".", 1)[0] in sections and "." in k and k not in RECIPE_SET}
+    return [f"{k}: {saved.get(k, '(absent)')} -> {mine.get(k, '(absent)')}"
+            for k in sorted(keys) if saved.get(k) != mine.get(k) and not _resumable(k)]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", required=True, type=Path, help="the model's output dir, exp/<name>")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--init", default="-")
+    p.add_argument("--teacher", default="-")
+    p.add_argument("--train_args", default="")
+    p.add_argument("--record", action="store_true", help="write the record (training starts now)")
+    return p
+
+
+def main(cmd: Optional[List[str]] = None) -> int:
+    a = get_parser().parse_args(cmd)
+    if not a.config.is_file():
+        print(f"{a.config}: training config not found", file=sys.stderr)
+        return 1
+    new = current_inputs(a.config, a.init, a.teacher, a.train_args)
+    if a.record:
+        a.exp.mkdir(parents=True, exist_ok=True)
+        (a.exp / RECORD).write_text(json.dumps(new, indent=1, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
+        return 0
+    trained = any(any(a.exp.glob(g)) for g in CKPT_GLOBS)
+    if not trained:
+        return 0
+    if (a.exp / RECORD).is_file():
+        diff = differences(json.loads((a.exp / RECORD).read_text(encoding="utf-8")), new)
+    elif (a.exp / "config.yaml").is_file():
+        diff = legacy_differences(a.exp / "config.yaml", new)
+    else:
+        diff = []
+    for d in diff:
+        print(d)
+    return DIFFERENT if diff else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""An exp/<name> trained with other settings is never resumed or skipped as done under new ones."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from espnet_avsr.bin import train_inputs as ti
+from test_reliability_losses import avsr
+
+CFG = {"encoder": "av_conformer", "model_conf": {"ctc_weight": 0.3, "video_dropout": {"prob": 0.5, "rate": 0.5}}}
+
+
+def _cfg(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def _trained(exp: Path, cfg: Path, train_args: str = "--max_epoch 8") -> None:
+    assert ti.main(["--record", "--exp", str(exp), "--config", str(cfg), "--train_args", train_args]) == 0
+    (exp / "checkpoint.pth").write_bytes(b"weights")
+    (exp / "config.yaml").write_text("stale", encoding="utf-8")
+
+
+def test_record_and_compare(tmp_path, capsys):
+    exp = tmp_path / "exp" / "AV0"
+    cfg = _cfg(tmp_path / "train_avsr.yaml", CFG)
+    assert ti.main(["--exp", str(exp), "--config", str(cfg)]) == 0  # nothing trained yet
+    _trained(exp, cfg)
+    assert ti.main(["--exp", str(exp), "--config", str(cfg), "--train_args", "--max_epoch 8"]) == 0
+    assert ti.main(["--exp", str(exp), "--config", str(cfg), "--train_args", "--max_epoch 20"]) == 0  # resume longer
+    capsys.readouterr()
+    other = _cfg(tmp_path / "train_avsr_nodrop.yaml", {"encoder": "av_conformer", "model_conf": {"ctc_weight": 0.3}})
+    assert ti.main(["--exp", str(exp), "--config", str(other), "--train_args", "--max_epoch 8 --seed 3",
+                    "--init", "A0"]) == ti.DIFFERENT
+    out = capsys.readouterr().out.splitlines()
+    assert out == ['config.model_conf.video_dropout.prob: 0.5 -> (absent)',
+                   'config.model_conf.video_dropout.rate: 0.5 -> (absent)', "init: - -> A0",
+                   "train_args.seed: (absent) -> 3"]
+
+
+def test_older_exp_dir_is_compared_through_espnet_config(tmp_path, capsys):
+    exp = tmp_path / "AV0"
+    exp.mkdir()
+    (exp / "valid.acc.ave.pth").write_bytes(b"w")
+    saved = dict(CFG, max_epoch=8, seed=0, batch_size=20)
+    (exp / "config.yaml").write_text(yaml.safe_dump(saved), encoding="utf-8")
+    cfg = _cfg(tmp_path / "c.yaml", CFG)
+    assert ti.main(["--exp", str(exp), "--config", str(cfg), "--train_args", "--max_epoch 3"]) == 0
+    new = json.loads(json.dumps(CFG))
+    new["model_conf"]["video_dropout"]["rate"] = 0.3
+    cfg = _cfg(tmp_path / "c.yaml", new)
+    assert ti.main(["--exp", str(exp), "--config", str(cfg), "--train_args", "--batch_size 8"]) == ti.DIFFERENT
+    assert capsys.readouterr().out.splitlines() == ["batch_size: 20 -> 8", "model_conf.video_dropout.rate: 0.5 -> 0.3"]
+    # the dropout removed from model_conf: the keys ESPnet saved under it are reported
+    cfg = _cfg(tmp_path / "c.yaml", {"encoder": "av_conformer", "model_conf": {"ctc_weight": 0.3}})
+    assert ti.main(["--exp", str(exp), "--config", str(cfg)]) == ti.DIFFERENT
+    assert capsys.readouterr().out.splitlines() == ["model_conf.video_dropout.prob: 0.5 -> (absent)",
+                                                    "model_conf.video_dropout.rate: 0.5 -> (absent)"]
+
+
+def test_stage9_stops_on_a_changed_config_and_train_fresh_moves_it_aside(tmp_path):
+    cfg = _cfg(tmp_path / "train_avsr_x.yaml", CFG)
+    exp = tmp_path / "exp" / "AV0"
+    _trained(exp, cfg, "")
+    marker = tmp_path / "exp" / ".done" / "stage9" / "train_AV0.done"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("done\n")
+    r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", "--models", f"AV0:{cfg}:-")
+    assert r.returncode == 0, r.stderr
+    assert "[skip] train_AV0" in r.stdout  # same settings: done
+    _cfg(cfg, {"encoder": "av_conformer", "model_conf": {"ctc_weight": 0.3}})  # the config changed under its name
+    r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", "--force_stage", "9", "--models", f"AV0:{cfg}:-")
+    assert r.returncode != 0
+    assert "config.model_conf.video_dropout.rate: 0.5 -> (absent)" in r.stderr
+    assert f"model AV0: {exp} was trained with other settings (listed above)" in r.stderr
+    assert (exp / "checkpoint.pth").read_bytes() == b"weights" and "[run] train_AV0" not in r.stdout
+    r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", "--models", f"AV0:{cfg}:-",
+             "--train_fresh", "true")
+    moved = list((tmp_path / "exp").glob("AV0.replaced_*"))
+    assert len(moved) == 1 and (moved[0] / "checkpoint.pth").read_bytes() == b"weights"
+    assert "[run] train_AV0" in r.stdout  # trained afresh (fails here: no data, which is not this test's point)
+    assert json.loads((exp / "train_inputs.json").read_text())["config.model_conf.ctc_weight"] == "0.3"
