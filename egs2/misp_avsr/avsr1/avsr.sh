@@ -107,8 +107,7 @@ max_drop_frac=0.2          # a data stage (1, 3, 5) stops when it drops more of 
 max_drop_frac_eval=0.1     # ... or more of a dev/eval set (stricter: these sets are scored)
 skip_bad_videos=false      # stage 3: skip (and count) the utterances of unreadable videos instead of stopping
 video_fps_policy=refuse    # stage 3, a video not at 25 fps: refuse | map (40 ms frames to its frames nearest in time)
-train_fresh=false          # stages 8-9: an exp/<name> trained with other settings is moved aside and
-                           # trained afresh (default: stop, naming the settings that differ)
+train_fresh=false          # stages 8-9: move aside an exp/<name> trained with other settings (default: stop naming them)
 # </options>
 
 . ./path.sh
