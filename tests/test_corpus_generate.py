@@ -75,13 +75,13 @@ def test_sessions_and_splits(corpus):
 def test_audio_and_video_shapes(corpus):
     for session, split in _sessions(corpus):
         spks = speakers_of(session)
-        wavs = [corpus / "audio" / split / "far" / f"{session}_Far_{c}.wav" for c in range(1, 7)]
+        wavs = [corpus / "audio" / split / "far" / f"{session}_Far_{c}.wav" for c in range(6)]
         if split != "eval":
-            wavs += [corpus / "audio" / split / "middle" / f"{session}_Middle_{c}.wav" for c in (1, 2)]
+            wavs += [corpus / "audio" / split / "middle" / f"{session}_Middle_{c}.wav" for c in (0, 1)]
             wavs += [corpus / "audio" / split / "near" / f"{session}_Near_{s}.wav" for s in spks]
         else:
             assert not list((corpus / "audio" / split).rglob(f"{session}_Middle_*"))
-        assert not (corpus / "audio" / split / "far" / f"{session}_Far_7.wav").exists()
+        assert not (corpus / "audio" / split / "far" / f"{session}_Far_6.wav").exists()
         lengths = set()
         for w in wavs:
             info = sf.info(str(w))

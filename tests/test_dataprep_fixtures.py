@@ -22,18 +22,20 @@ W, H = 160, 120
 FAR_LIP = {"016": (50.0, 70.0), "017": (110.0, 70.0)}
 LIP_W, LIP_H = 24.0, 12.0
 
+# Utterance times on the 40 ms grid, so ids and frame ranges do not depend on the
+# widening rule (tested on its own in test_dataprep_release_naming.py).
 INTERVALS = {
     "016": [
-        (0.50, 1.71, "你好，今天天气不错。"),
+        (0.52, 1.72, "你好，今天天气不错。"),
         (2.00, 2.02, "短"),  # too short
         (2.30, 2.90, "<NOISE>"),
         (3.10, 3.50, "呃，嗯"),  # filler only
-        (3.90, 5.00, "我们 看 电视 吧!"),
+        (3.92, 5.00, "我们 看 电视 吧!"),
     ],
     "017": [
-        (1.23, 2.51, "好的"),
+        (1.24, 2.52, "好的"),
         (2.70, 3.00, "<DEAF>"),
-        (3.30, 4.80, "换个频道？"),
+        (3.32, 4.80, "换个频道？"),
         (5.00, 5.20, "。，"),  # empty after punctuation removal
     ],
 }

@@ -27,9 +27,9 @@ def test_parse_session_both_styles():
 def test_utt_id_format_and_snapping():
     kept, reason = filter_interval(Interval(1.23, 2.51, "好的"))
     assert reason is None
-    assert (kept.start_frame, kept.end_frame) == (31, 63)  # 1.24 s, 2.52 s
+    assert (kept.start_frame, kept.end_frame) == (30, 63)  # start floored 1.20 s, end ceiled 2.52 s
     uid = utt_id("017", parse_session(SESSION), kept.start, kept.end)
-    assert uid == "S017_R01_S016017_C02_I1_000124-000252"
+    assert uid == "S017_R01_S016017_C02_I1_000120-000252"
 
 
 @pytest.mark.parametrize(

@@ -69,9 +69,11 @@ class Layout:
         self.root, self.split, self.session = Path(root), split, session
 
     def far_wav(self, ch: int) -> Path:
+        """Array channel ``ch`` of the far array; the release numbers channels from 0 (``_Far_0`` .. ``_Far_5``)."""
         return self.root / "audio" / self.split / "far" / f"{self.session}_Far_{ch}.wav"
 
     def middle_wav(self, ch: int) -> Path:
+        """Middle-array channel ``ch`` (0-based: ``_Middle_0``, ``_Middle_1``)."""
         return self.root / "audio" / self.split / "middle" / f"{self.session}_Middle_{ch}.wav"
 
     def near_wav(self, spk: str) -> Path:
@@ -103,10 +105,10 @@ class Layout:
                     tmp.unlink(missing_ok=True)
 
     def make_dirs(self, with_middle_near: bool) -> None:
-        dirs = [self.far_wav(1).parent, self.far_mp4().parent, self.textgrid("000").parent,
+        dirs = [self.far_wav(0).parent, self.far_mp4().parent, self.textgrid("000").parent,
                 self.root / "detection" / self.split / "far", self.alignment().parent]
         if with_middle_near:
-            dirs += [self.middle_wav(1).parent, self.near_wav("000").parent,
+            dirs += [self.middle_wav(0).parent, self.near_wav("000").parent,
                      self.middle_mp4("000").parent, self.root / "detection" / self.split / "middle"]
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)

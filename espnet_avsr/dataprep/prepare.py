@@ -11,6 +11,8 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+import soundfile as sf
+
 from espnet_avsr.dataprep.errors import DataPrepError
 from espnet_avsr.dataprep.fileio import atomic_write_json
 from espnet_avsr.dataprep.kaldi_dir import save_dir
@@ -22,8 +24,12 @@ FIELDS = ("far", "middle", "near")
 VIDEO_FIELDS = ("far", "middle")
 
 
-def _array_channels(audio_dir: Path, session: Session, tag: str) -> List[Path]:
-    """Channel files `<session>_<tag>_<ch>.wav` sorted by channel number."""
+def _array_channels(audio_dir: Path, session: Session, tag: str) -> Tuple[List[Path], int]:
+    """Channel files `<session>_<tag>_<ch>.wav` sorted by channel number, and the first number.
+
+    The release numbers channels from 0 (`_Far_0.wav` .. `_Far_5.wav`); 1-based trees are
+    accepted too. Any other start or a gap is an error naming the missing file.
+    """
     pat = re.compile(rf"^{re.escape(session.id)}_{tag}_(\d+)\.wav$")
     found = []
     if audio_dir.is_dir():
@@ -33,31 +39,59 @@ def _array_channels(audio_dir: Path, session: Session, tag: str) -> List[Path]:
                 found.append((int(m.group(1)), p))
     found.sort()
     numbers = [n for n, _ in found]
-    if numbers and numbers != list(range(1, len(numbers) + 1)):
-        gap = next(n for n in range(1, numbers[-1] + 1) if n not in numbers)
+    if not numbers:
+        return [], 0
+    base = numbers[0]
+    if base > 1:
+        raise DataPrepError(
+            audio_dir / f"{session.id}_{tag}_0.wav",
+            f"channel 0 missing (found channels {numbers}); an array's channels are numbered from 0 (or 1)",
+        )
+    if len(set(numbers)) != len(numbers):
+        raise DataPrepError(audio_dir, f"{session.id}_{tag}: a channel number appears twice ({numbers})")
+    if numbers != list(range(base, base + len(numbers))):
+        gap = next(n for n in range(base, numbers[-1] + 1) if n not in numbers)
         raise DataPrepError(
             audio_dir / f"{session.id}_{tag}_{gap}.wav",
-            f"channel {gap} missing (found channels {numbers}); an array needs channels 1..N",
+            f"channel {gap} missing (found channels {numbers}); an array needs channels {base}..N without gaps",
         )
-    return [p for _, p in found]
+    return [p for _, p in found], base
 
 
-def _recording(root: Path, set_name: str, field: str, session: Session, spk: str) -> Tuple[str, Path, List[Path]]:
-    """`(rec_id, wav path, channel paths)` for one speaker's utterances; error if absent."""
+def _check_mono(path: Path) -> None:
+    """One channel per file: a stereo file in a channel's place would be read as its first channel."""
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - soundfile raises several types on bad files
+        raise DataPrepError(path, f"cannot read audio header ({e})") from None
+    if info.channels != 1:
+        raise DataPrepError(
+            path, f"has {info.channels} channels where one channel is expected (MISP stores each "
+            "array channel and each headset in its own mono file)"
+        )
+
+
+def _recording(
+    root: Path, set_name: str, field: str, session: Session, spk: str
+) -> Tuple[str, Path, List[Path], int]:
+    """`(rec_id, wav path, channel paths, first channel number)` for one speaker; error if absent."""
     audio_dir = root / "audio" / set_name / field
     if field == "near":
         path = audio_dir / f"{session.near_rec(spk)}.wav"
         if not path.is_file():
             raise DataPrepError(path, f"near-field audio missing for speaker {spk} of session {session.id}")
-        return session.near_rec(spk), path, [path]
+        _check_mono(path)
+        return session.near_rec(spk), path, [path], 0
     tag = "Far" if field == "far" else "Middle"
-    chans = _array_channels(audio_dir, session, tag)
+    chans, base = _array_channels(audio_dir, session, tag)
     if not chans:
         raise DataPrepError(
-            audio_dir / f"{session.id}_{tag}_1.wav", f"no {field}-field audio for session {session.id}"
+            audio_dir / f"{session.id}_{tag}_0.wav", f"no {field}-field audio for session {session.id}"
         )
+    for c in chans:
+        _check_mono(c)
     rec = session.far_rec() if field == "far" else session.middle_rec()
-    return rec, chans[0], chans
+    return rec, chans[0], chans, base
 
 
 def _video(root: Path, set_name: str, video_field: str, session: Session, spk: str) -> Tuple[str, Path, Path]:
@@ -117,7 +151,7 @@ def prepare_misp_data(
     missing_json: List[str] = []
     sessions = set()
     n_intervals = 0
-    n_chans: Dict[str, Tuple[int, Path]] = {}
+    n_chans: Dict[str, Tuple[int, Path, int]] = {}
 
     for tg_path in textgrids:
         parsed = parse_near_stem(tg_path.stem)
@@ -127,7 +161,7 @@ def prepare_misp_data(
         if spk not in session.speakers:
             logging.warning("%s: speaker %s is not among the session's speakers %s", tg_path, spk, session.speakers)
         sessions.add(session.id)
-        rec, wav, chans = _recording(root, set_name, field, session, spk)
+        rec, wav, chans, base = _recording(root, set_name, field, session, spk)
         intervals = read_text_tier(tg_path, tier)
         kept_utts = []
         prev_end = float("-inf")
@@ -158,7 +192,7 @@ def prepare_misp_data(
         files["wav.scp"][rec] = str(wav.resolve())
         if "channels.scp" in files:
             files["channels.scp"][rec] = " ".join(str(c.resolve()) for c in chans)
-            n_chans[rec] = (len(chans), chans[0])
+            n_chans[rec] = (len(chans), chans[0], base)
 
         chosen = None
         for vf in vfields:
@@ -186,13 +220,20 @@ def prepare_misp_data(
 
     if not files["text"]:
         raise DataPrepError(tg_dir, f"no utterance survived filtering ({dict(drops)})")
-    counts = Counter(n for n, _ in n_chans.values())
+    counts = Counter(n for n, _, _ in n_chans.values())
     if len(counts) > 1:  # e.g. one far array with 5 of its 6 channels
         usual = counts.most_common(1)[0][0]
-        rec, (n, first) = min(n_chans.items(), key=lambda kv: (kv[1][0] == usual, kv[1][0]))
+        rec, (n, first, base) = min(n_chans.items(), key=lambda kv: (kv[1][0] == usual, kv[1][0]))
         raise DataPrepError(
-            first.parent / f"{rec}_{n + 1}.wav" if n < usual else first,
+            first.parent / f"{rec}_{base + n}.wav" if n < usual else first,
             f"recording {rec} has {n} channels, other {field} recordings have {usual} (channel counts {dict(counts)})",
+        )
+    bases = Counter(b for _, _, b in n_chans.values())
+    if len(bases) > 1:  # one array renamed 1-based among 0-based ones: the channel order would differ
+        usual = bases.most_common(1)[0][0]
+        rec, (_, first, base) = next(kv for kv in sorted(n_chans.items()) if kv[1][2] != usual)
+        raise DataPrepError(
+            first, f"recording {rec} numbers its channels from {base}, other {field} recordings from {usual}"
         )
     save_dir(out, files)
     report = {

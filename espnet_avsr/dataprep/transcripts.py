@@ -1,14 +1,14 @@
 """MISP TextGrid transcripts: decoding, the `内容层` tier, and the filtering rules.
 
 The rules (SPEC §3): drop `<NOISE>`/`<DEAF>` intervals, intervals shorter than
-0.04 s and filler-only text; strip punctuation and spaces; snap times to the
-40 ms video frame grid. Each dropped interval gets a reason so nothing is lost
-silently.
+0.04 s and filler-only text; normalise the text with the scoring normaliser
+(eval/textnorm: NFKC, lower case, no punctuation or spaces) so training and
+scoring share one alphabet; widen times to the 40 ms video frame grid (start
+floored, end ceiled, as ESPnet's misp2021 recipe does, so utterance ids match
+the baselines'). Each dropped interval gets a reason so nothing is lost silently.
 """
 import codecs
 import math
-import string
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
@@ -16,13 +16,14 @@ from typing import List, Optional, Tuple, Union
 from praatio.utilities import textgrid_io
 
 from espnet_avsr.dataprep.errors import DataPrepError
+from espnet_avsr.eval.textnorm import UNK_CHAR, normalize_text
 
 TEXT_TIER = "内容层"
 FILLERS = frozenset("呃啊噢嗯唉")
 DROP_TAGS = {"<NOISE>": "noise_tag", "<DEAF>": "deaf_tag"}
 MIN_DURATION = 0.04
 FRAME_RATE = 25  # video frames per second; the 40 ms grid
-_ASCII_PUNCT = frozenset(string.punctuation)
+_GRID_EPS = 1e-6  # in frames: 0.48 s * 25 may be 11.999999999999998
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class Kept:
-    """An interval that survived filtering, snapped to whole video frames."""
+    """An interval that survived filtering, widened to whole video frames."""
 
     start_frame: int
     end_frame: int
@@ -101,21 +102,27 @@ def read_text_tier(path: Union[str, Path], tier_name: str = TEXT_TIER) -> List[I
 
 
 def clean_text(label: str) -> str:
-    """Remove punctuation (Chinese and ASCII), symbols of ASCII punctuation and all whitespace."""
-    out = []
-    for ch in label:
-        if ch.isspace() or ch in _ASCII_PUNCT:
-            continue
-        cat = unicodedata.category(ch)
-        if cat.startswith("P") or cat.startswith("Z") or cat == "Cf":
-            continue
-        out.append(ch)
-    return "".join(out)
+    """The transcript of a label in the scoring alphabet (eval/textnorm.normalize_text).
+
+    One normaliser for data prep, token list and scoring: full-width forms and upper
+    case would otherwise be trained as tokens that scoring maps elsewhere.
+    """
+    return normalize_text(label).replace(UNK_CHAR, "")
 
 
 def snap_frame(t: float) -> int:
-    """Nearest 40 ms frame index (halves round up, independent of float noise)."""
+    """Nearest 40 ms frame index (for times already on the grid, e.g. `segments`)."""
     return int(math.floor(t * FRAME_RATE + 0.5 + 1e-9))
+
+
+def floor_frame(t: float) -> int:
+    """Last 40 ms frame boundary at or before `t` (utterance start; misp2021 rule)."""
+    return int(math.floor(t * FRAME_RATE + _GRID_EPS))
+
+
+def ceil_frame(t: float) -> int:
+    """First 40 ms frame boundary at or after `t` (utterance end; misp2021 rule)."""
+    return int(math.ceil(t * FRAME_RATE - _GRID_EPS))
 
 
 def filter_interval(iv: Interval) -> Tuple[Optional[Kept], Optional[str]]:
@@ -132,7 +139,7 @@ def filter_interval(iv: Interval) -> Tuple[Optional[Kept], Optional[str]]:
         return None, "empty_text"
     if all(ch in FILLERS for ch in text):
         return None, "filler_only"
-    s, e = snap_frame(iv.start), snap_frame(iv.end)
+    s, e = floor_frame(iv.start), ceil_frame(iv.end)
     if e <= s:
         return None, "empty_after_snap"
     return Kept(s, e, text), None
