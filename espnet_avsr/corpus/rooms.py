@@ -166,14 +166,16 @@ def utterance_snrs(images: Sequence[Optional[Image]], gains: Sequence[float],
 
 def utterance_gains(images: Sequence[Optional[Image]], spans: Sequence[Tuple[int, int]],
                     noise0: np.ndarray, targets: Dict[int, float], n: int,
-                    iterations: int = 4) -> List[float]:
+                    max_iterations: int = 40, tol_db: float = 0.01) -> List[float]:
     """Per-event gains so that event ``i`` in ``targets`` sits at ``targets[i]`` dB at mic 0
-    against everything else there (other talkers included, so a few fixed-point passes).
-    Events not in ``targets`` (fillers, coughs) take the median gain of the targeted ones."""
+    against everything else there (other talkers included, so fixed-point passes until no gain moves by ``tol_db``).
+    Events not in ``targets`` (fillers, coughs) take the median gain of the targeted ones.
+    Overlapping utterances with high targets can be infeasible together; the passes then
+    give a compromise, and :func:`utterance_snrs` reports what was reached."""
     gains = [1.0] * len(images)
     if not targets:
         return gains
-    for _ in range(iterations):
+    for _ in range(max_iterations):
         total = _mic_total(images, gains, noise0, 0)
         new = list(gains)
         for i, snr in targets.items():
@@ -183,8 +185,12 @@ def utterance_gains(images: Sequence[Optional[Image]], spans: Sequence[Tuple[int
             rest = total[a:a + len(seg)] - gains[i] * seg
             new[i] = float(np.sqrt(power(rest) * 10 ** (snr / 10) / power(seg)))
         med = float(np.median([new[i] for i in targets]))
-        gains = [new[i] if i in targets else (med if images[i] is not None else 1.0)
-                 for i in range(len(images))]
+        new = [new[i] if i in targets else (med if images[i] is not None else 1.0)
+               for i in range(len(images))]
+        change = max(abs(20 * np.log10(a / b)) for a, b in zip(new, gains))
+        gains = new
+        if change < tol_db:
+            break
     return gains
 
 
