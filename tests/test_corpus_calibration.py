@@ -92,6 +92,10 @@ def test_camera_blurs_and_compresses_and_hand_hides_the_mouth():
     x1, y1, x2, y2 = lip
     edges = lambda f: float(np.abs(cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.CV_64F)).mean())
     assert edges(Camera(blur=2.0).apply(sharp.copy())) < 0.6 * edges(sharp)
+    low = Camera(downscale=4).apply(sharp.copy())
+    assert low.shape == sharp.shape and edges(low) < 0.6 * edges(sharp)
+    noisy = Camera(noise=4.0, seed=1).apply(sharp.copy()).astype(float) - sharp
+    assert 2.5 < noisy[60:120, 20:60].std() < 5.5  # flat wall: the added noise alone
     jpeg = Camera(jpeg_quality=10).apply(sharp.copy())
     assert jpeg.shape == sharp.shape and not np.array_equal(jpeg, sharp)
     dark_before = (sharp[y1:y2, x1:x2].mean(2) < 60).mean()

@@ -39,7 +39,7 @@ DEFAULTS = {"snr_db": "0,5", "middle_snr_offset": 5.0, "rt60": "0.3,0.7",
             "missing_detection_rate": 0.07, "overlap_prob": 0.15, "babble_talkers": "3,5",
             "heldout_babble": "false", "double_sentence_prob": 0.25, "split_shares": "0.8,0.1,0.1",
             "articulation": "0.85,1.15", "far_face_scale": 1.0, "far_blur": 0.0, "far_noise": 0.0,
-            "far_jpeg_quality": 0, "head_motion": 1.0, "light_flicker": 0.0, "occlusion_rate": 0.0,
+            "far_jpeg_quality": 0, "far_downscale": 1, "head_motion": 1.0, "light_flicker": 0.0, "occlusion_rate": 0.0,
             "target_snr_db": None}
 
 
@@ -107,6 +107,8 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--far_blur", type=float, default=None, help="far-camera Gaussian blur sigma, pixels (0)")
     g.add_argument("--far_noise", type=float, default=None, help="far-camera sensor noise std, grey levels (0)")
     g.add_argument("--far_jpeg_quality", type=int, default=None, help="far-frame JPEG quality, 0 = off (0)")
+    g.add_argument("--far_downscale", type=int, default=None,
+                   help="far camera's effective resolution = frame size / this (1)")
     g.add_argument("--head_motion", type=float, default=None, help="head pose amplitude scale (1.0)")
     g.add_argument("--light_flicker", type=float, default=None, help="lighting change amplitude (0)")
     g.add_argument("--occlusion_rate", type=float, default=None,
@@ -151,6 +153,7 @@ def build_config(args: argparse.Namespace) -> CorpusConfig:
         far_blur=float(opt("far_blur")),
         far_noise=float(opt("far_noise")),
         far_jpeg_quality=int(opt("far_jpeg_quality")),
+        far_downscale=int(opt("far_downscale")),
         head_motion=float(opt("head_motion")),
         light_flicker=float(opt("light_flicker")),
         occlusion_rate=float(opt("occlusion_rate")),

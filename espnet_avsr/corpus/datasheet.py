@@ -125,7 +125,7 @@ def format_datasheet(sheet: Dict) -> str:
     o = sheet.get("options", {}).get("options")
     if o:
         keys = ("snr_db", "target_snr_db", "rt60", "overlap_prob", "babble_talkers", "heldout_babble",
-                "far_size", "far_face_scale", "far_blur", "far_noise", "far_jpeg_quality", "articulation",
+                "far_size", "far_face_scale", "far_downscale", "far_blur", "far_noise", "far_jpeg_quality", "articulation",
                 "head_motion", "light_flicker", "occlusion_rate", "missing_detection_rate")
         lines.append("Generation options: " + ", ".join(f"{k}={o[k]}" for k in keys if k in o))
     return "\n".join(lines)

@@ -72,6 +72,7 @@ class CorpusConfig:
              "--far_blur, --far_noise, --light_flicker and --head_motion must be >= 0"),
             (o.far_jpeg_quality == 0 or 1 <= o.far_jpeg_quality <= 100,
              f"--far_jpeg_quality must be 0 (off) or 1..100, got {o.far_jpeg_quality}"),
+            (1 <= o.far_downscale <= 8, f"--far_downscale must be in 1..8, got {o.far_downscale}"),
             (0 <= o.occlusion_rate < 1, f"--occlusion_rate must be in [0, 1), got {o.occlusion_rate}"),
             (len(self.split_shares) == 3 and all(x > 0 for x in self.split_shares),
              f"--split_shares must be three positive numbers, got {self.split_shares}"),

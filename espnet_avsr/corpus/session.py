@@ -59,6 +59,7 @@ class GenOptions:
     far_face_scale: float = 1.0  # face size in the far view (smaller = fewer mouth pixels)
     far_blur: float = 0.0  # Gaussian blur sigma (pixels) of the far camera
     far_jpeg_quality: int = 0  # 0 = off, else a JPEG round trip per far frame (compression)
+    far_downscale: int = 1  # the far camera's effective resolution is 1/this of its frame size
     far_noise: float = 0.0  # far-camera sensor noise std (grey levels)
     head_motion: float = 1.0  # head drift / nod / zoom amplitude scale
     light_flicker: float = 0.0  # slow lighting changes, relative amplitude
@@ -362,7 +363,8 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
     people = [video.Person(s.spk, s.style, motions[i], tracks[i], layout[i][0], layout[i][1],
                            layout[i][2] * opts.far_face_scale)
               for i, s in enumerate(spec.speakers)]
-    camera = video.Camera(opts.far_blur, opts.far_noise, opts.far_jpeg_quality, int(r_vis.integers(1 << 30)))
+    camera = video.Camera(opts.far_blur, opts.far_noise, opts.far_jpeg_quality, opts.far_downscale,
+                          int(r_vis.integers(1 << 30)))
     views = [(lay.far_mp4(), video.Scene(far_bg, people, light, tv_box, int(r_video.integers(1 << 30)),
                                          occluded, flicker, camera if camera.active else None))]
     if spec.has_middle_near:

@@ -112,32 +112,53 @@ def draw_hand(frame: np.ndarray, lip: Box, skin: Tuple[int, int, int], light: fl
 
 @dataclass
 class Camera:
-    """A poor camera: Gaussian blur (optics, focus), sensor noise, JPEG-like compression."""
+    """A poor far camera: low effective resolution, blur (optics, focus), sensor noise and
+    JPEG-like compression. The frame is degraded at 1/``downscale`` of its size and scaled
+    back, which is what a small sensor behind a wide lens gives (and 4x cheaper at 2)."""
 
-    blur: float = 0.0  # sigma, pixels
+    blur: float = 0.0  # sigma in full-frame pixels
     noise: float = 0.0  # std, grey levels
     jpeg_quality: int = 0  # 0 = off
+    downscale: int = 1
     seed: int = 0
+    _bank: Optional[List[Tuple[np.ndarray, np.ndarray]]] = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
 
     @property
     def active(self) -> bool:
-        return self.blur > 0 or self.noise > 0 or self.jpeg_quality > 0
+        return self.blur > 0 or self.noise > 0 or self.jpeg_quality > 0 or self.downscale > 1
+
+    def _noise(self, shape: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+        """One of 8 pre-drawn noise fields as (positive, negative) uint8 parts, so adding it
+        is two saturating uint8 operations instead of a float round trip."""
+        if self._bank is None or self._bank[0][0].shape != shape:
+            self._bank = []
+            for _ in range(8):
+                n = np.rint(self._rng.standard_normal(shape[:2]) * self.noise)
+                n = np.repeat(n[..., None], shape[2], axis=2) if len(shape) == 3 else n
+                self._bank.append((np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8)))
+        return self._bank[int(self._rng.integers(len(self._bank)))]
 
     def apply(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        small = frame
+        if self.downscale > 1:
+            small = cv2.resize(frame, (w // self.downscale, h // self.downscale), interpolation=cv2.INTER_AREA)
         if self.blur > 0:
-            frame = cv2.GaussianBlur(frame, (0, 0), self.blur)
+            small = cv2.GaussianBlur(small, (0, 0), self.blur / self.downscale)
         if self.noise > 0:
-            n = self._rng.standard_normal(frame.shape[:2], dtype=np.float32) * self.noise
-            frame = np.clip(frame + n[..., None], 0, 255).astype(np.uint8)
+            pos, neg = self._noise(small.shape)
+            small = cv2.subtract(cv2.add(small, pos), neg)
         if self.jpeg_quality > 0:
-            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             if not ok:
                 raise VideoWriteError("JPEG encoding of a frame failed")
-            frame = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        return frame
+            small = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if small is not frame and small.shape[:2] != (h, w):
+            small = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        return small
 
 
 def flicker_track(n_frames: int, amount: float, rng: np.random.Generator) -> np.ndarray:
