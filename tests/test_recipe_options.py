@@ -89,3 +89,22 @@ def test_small_preset_chain_is_a_fair_comparison():
     for line in ("AV0pre:conf/train_avsr.yaml:A0+V0", "AV0:conf/train_avsr_ft.yaml:AV0pre",
                  "AV3:conf/train_avsr_drop_p05.yaml:AV0", "AV5:conf/train_avsr_kd.yaml:AV0:AV0"):
         assert line in small, line
+
+
+def test_seeds_copy_every_chain_within_its_seed(tmp_path):
+    models = ("A0:conf/train_asr.yaml:- V0:conf/train_vsr.yaml:- AV0:conf/train_avsr.yaml:A0+V0 "
+              "AV5:conf/train_avsr_kd.yaml:AV0:AV0")
+    r = _avsr(tmp_path, "--models", models, "--seeds", "0 1")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in (tmp_path / "exp" / "models.tsv").read_text().splitlines()]
+    got = {row[0]: row[1:] for row in rows}
+    assert list(got) == ["A0", "V0", "AV0", "AV5", "A0_s1", "V0_s1", "AV0_s1", "AV5_s1"]
+    assert got["AV0"] == ["conf/train_avsr.yaml", "A0+V0", "-", "0", "AV0"]
+    assert got["AV0_s1"] == ["conf/train_avsr.yaml", "A0_s1+V0_s1", "-", "1", "AV0"]
+    assert got["AV5_s1"] == ["conf/train_avsr_kd.yaml", "AV0_s1", "AV0_s1", "1", "AV5"]
+    assert got["A0_s1"][1:4] == ["-", "-", "1"]
+    plain = _avsr(tmp_path, "--models", "A0:conf/train_asr.yaml:-")
+    assert plain.returncode == 0 and (tmp_path / "exp" / "models.tsv").read_text() == \
+        "A0\tconf/train_asr.yaml\t-\t-\t\tA0\n"
+    bad = _avsr(tmp_path, "--models", models, "--seeds", "0 x")
+    assert bad.returncode != 0 and "--seeds must be non-negative integers" in bad.stderr

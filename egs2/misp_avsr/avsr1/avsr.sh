@@ -24,6 +24,7 @@ Usage: ./avsr.sh [options]   (any variable below as --name value)
   --speed_perturb_factors "0.9 1.0 1.1"                   empty disables
   --models "NAME:CONFIG:INIT[:TEACHER] ..."               one model per line or word
   --dropout_study_rates "0.1 0.3 0.5 0.7"               add the dropout-study models AVd<rate>
+  --seeds "0 1"                                          train every model once per seed (<name>_s<k>)
   --test_missing_rates "0 0.25 ..." --test_missing_pattern random --test_snrs "0 -5"
   --train_threads N            CPU threads of a training job (default: all cores on CPU)
 EOF
@@ -70,6 +71,9 @@ models="A0:conf/train_asr.yaml:-"
 dropout_study_rates=""
 dropout_study_config=conf/train_avsr.yaml
 dropout_study_init=A0
+# Training seeds, e.g. "0 1": every model of the list is trained once per seed. The first
+# seed keeps the plain names; seed k names the model, its init chain and its teacher <name>_s<k>.
+seeds=""
 train_args=""
 speech_fold_length=80000   # samples (5 s); longer utterances halve the batch
 text_fold_length=150
@@ -146,6 +150,28 @@ PY
     unset r cfg
 fi
 
+# Seeds: one copy of the model list per seed, each chain (init, teacher) within its seed.
+declare -A model_seed=() model_base=()
+if [ -n "${seeds}" ]; then
+    read -r -a _seeds <<< "${seeds}"
+    _list="${models}"; models=""
+    for _k in "${_seeds[@]}"; do
+        [[ "${_k}" =~ ^[0-9]+$ ]] || die "--seeds must be non-negative integers, got '${seeds}'"
+        _sfx=""; [ "${_k}" = "${_seeds[0]}" ] || _sfx="_s${_k}"
+        for spec in ${_list}; do
+            IFS=: read -r _n _c _i _t <<< "${spec}"
+            _b="${_n}"; _n="${_n}${_sfx}"
+            if [ -n "${_sfx}" ]; then
+                [ "${_i:--}" = - ] || _i="$(sed "s/\([^+]\{1,\}\)/\1${_sfx}/g" <<< "${_i}")"
+                [ "${_t:--}" = - ] || _t="${_t}${_sfx}"
+            fi
+            models="${models} ${_n}:${_c}:${_i:--}${_t:+:${_t}}"
+            model_seed["${_n}"]="${_k}"; model_base["${_n}"]="${_b}"
+        done
+    done
+    unset _seeds _list _k _sfx _n _c _i _t _b spec
+fi
+
 # Models, parsed once: names[i], configs[i], inits[i], teachers[i].
 names=(); configs=(); inits=(); teachers=()
 for spec in ${models}; do
@@ -194,6 +220,13 @@ if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then   # fail before hour
         fi
     done
 fi
+
+# The model list as it will be trained, one row per model (read by the report and claims):
+# name, config, init, teacher, seed ("" = ESPnet's default), base name (without the seed suffix).
+for i in "${!names[@]}"; do
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${names[$i]}" "${configs[$i]}" "${inits[$i]}" "${teachers[$i]}" \
+        "${model_seed[${names[$i]}]:-}" "${model_base[${names[$i]}]:-${names[$i]}}"
+done > "${expdir}/models.tsv"
 
 model_index() {
     local i
@@ -497,6 +530,7 @@ train_model() {   # train_model <name>
             extra+=(--init_param "${src}")
         fi
     fi
+    [ -z "${model_seed[${name}]:-}" ] || extra+=(--seed "${model_seed[${name}]}")
     if [ "${teacher}" != - ]; then
         extra+=(--model_conf "teacher_model_file=$(model_checkpoint "${teacher}")"
                 --model_conf "teacher_config=${expdir}/${teacher}/config.yaml")
