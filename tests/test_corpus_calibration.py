@@ -177,3 +177,20 @@ def test_datasheet_refuses_a_folder_without_alignments(tmp_path):
         make_datasheet(tmp_path)
     with pytest.raises(SystemExit, match="corpus_report: error"):
         corpus_report(["--corpus", str(tmp_path)])
+
+
+def test_cer_by_snr_bands_utterances_by_their_measured_snr(calibrated, capsys):
+    from espnet_avsr.bin.cer_by_snr import cer_by_band, utterance_snrs
+
+    snrs = utterance_snrs(calibrated, "train")
+    refs, hyps = {}, {}
+    for (spk, session), items in snrs.items():
+        for start, _ in items:
+            utt = f"S{spk}_{session}_{int(start * 25) * 4:06d}-{int(start * 25) * 4 + 200:06d}"
+            refs[utt] = "今天晚上"
+            hyps[utt] = "今天晚上" if len(hyps) % 2 else "今天"
+    refs["S999_R01_S999998_C01_I0_000000-000100"] = "好"
+    rows = cer_by_band(refs, hyps, snrs, [0, 5, 10, 20])
+    assert rows[0]["utts"] == 0 and rows[2]["utts"] == 0  # every utterance sits at 7 dB
+    assert rows[1]["utts"] == len(refs) - 1 and 0.2 < rows[1]["cer"] < 0.3
+    assert rows[-1] == {"unmatched_utts": 1}
