@@ -194,3 +194,24 @@ def test_cer_by_snr_bands_utterances_by_their_measured_snr(calibrated, capsys):
     assert rows[0]["utts"] == 0 and rows[2]["utts"] == 0  # every utterance sits at 7 dB
     assert rows[1]["utts"] == len(refs) - 1 and 0.2 < rows[1]["cer"] < 0.3
     assert rows[-1] == {"unmatched_utts": 1}
+
+
+def test_babble_bank_voices_and_text_are_held_out(tmp_path):
+    import soundfile as sf
+
+    from espnet_avsr.corpus.babble_bank import SPEAKER_PITCH, heldout_voices, make_babble_bank
+    from espnet_avsr.eval.noise import MixConfig, build_noise
+
+    voices = heldout_voices(10, 0)
+    assert all(not SPEAKER_PITCH[0] <= v.pitch <= SPEAKER_PITCH[1] for v in voices)
+    out = make_babble_bank(tmp_path / "bank", seed=0, n_talkers=2, utts_per_talker=2)
+    scp = dict(line.split(" ", 1) for line in (out / "wav.scp").read_text().splitlines())
+    assert len(scp) == 4 and all(Path(p).is_absolute() for p in scp.values())
+    x, sr = sf.read(next(iter(scp.values())))
+    assert sr == 16000 and len(x) > 16000 and np.abs(x).max() > 0.1
+    noise = build_noise(MixConfig(snr=0.0, noise="babble", babble_source=str(out), num_talkers=2))
+    seg, used = noise.draw(32000, np.random.default_rng(0), 16000)
+    assert seg.shape == (32000,) and len({u.split("_")[0] for u in used}) == 2
+    stamp = (out / "wav.scp").stat().st_mtime_ns
+    make_babble_bank(tmp_path / "bank", seed=0, n_talkers=2, utts_per_talker=2)  # complete: kept
+    assert (out / "wav.scp").stat().st_mtime_ns == stamp

@@ -90,7 +90,7 @@ test_missing_seed=0
 test_snrs="0 -5"
 noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (paper: complete video)
 noise_test_sets=""
-babble_source=""
+babble_source=""           # babble talkers (data dir / wav.scp); empty = held-out bank (make_babble_bank)
 noise_seed=0
 relative_ref=A0            # audio-only model for relative CER and representation similarity
 rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
@@ -585,7 +585,13 @@ noise_sets() {   # dump names of the babble-noise copies of the test sets
     done
 }
 make_noise_set() {   # make_noise_set <test set> <snr>
-    local src_babble="${babble_source:-${dumpdir}/raw/$(train_name)/wav.scp}"
+    local src_babble="${babble_source}"
+    if [ -z "${src_babble}" ]; then   # held-out talkers: voices and text never in training
+        src_babble="${expdir}/babble_bank"
+        [ -f "${src_babble}/.complete" ] || ${train_cmd} "${expdir}/logs/make_babble_bank.log" \
+            "${python}" -m espnet_avsr.bin.make_babble_bank --out "${src_babble}" --seed "${noise_seed}" \
+            || die "make_babble_bank failed, see ${expdir}/logs/make_babble_bank.log"
+    fi
     ${train_cmd} "${expdir}/logs/mix_noise_$1_babble$2.log" \
         "${python}" -m espnet_avsr.bin.mix_noise --data "${dumpdir}/raw/$1" \
             --out "${dumpdir}/raw/$1_babble$2" --snr "$2" --noise babble \
