@@ -95,3 +95,35 @@ def test_relative_cer_trend():
     by = {c.name: c for c in claims}
     assert by["relative_cer_falls"].verdict == "holds" and by["relative_cer_falls"].delta < 0
     assert by["similarity_rises"].verdict == "holds"
+
+
+def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
+    import json
+
+    from espnet_avsr.bin.make_claims import main as make_claims
+    from espnet_avsr.eval.io import write_score_dir
+
+    rng = np.random.default_rng(4)
+    refs = _refs()
+    ref_path = tmp_path / "ref"
+    ref_path.write_text("".join(f"{k} {v}\n" for k, v in refs.items()), encoding="utf-8")
+    rows = []
+    for base, wrong in (("A0", 2.0), ("AV0", 0.5)):
+        for seed in (1, 0):
+            for cond in ("missing=0", "missing=1"):
+                d = tmp_path / f"{base}_{seed}_{cond}"
+                d.mkdir()
+                hyp = _hyps(refs, wrong if cond == "missing=0" or base == "A0" else 3.0, rng)
+                (d / "text").write_text("".join(f"{k} {v}\n" for k, v in hyp.items()), encoding="utf-8")
+                write_score_dir(d / "score", score_corpus(refs, hyp), {}, str(ref_path), str(d / "text"))
+                rows.append(f"{base}\t{seed}\t{cond}\t{d / 'score'}")
+    (tmp_path / "decodes.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    make_claims(["--decodes", str(tmp_path / "decodes.tsv"), "--num_boot", "300",
+                 "--out_json", str(tmp_path / "claims.json"), "--out_md", str(tmp_path / "claims.md")])
+    claims = {c["name"]: c for c in json.loads((tmp_path / "claims.json").read_text())}
+    assert claims["av0_beats_a0"]["verdict"] == "holds" and claims["av0_bias"]["verdict"] == "holds"
+    assert len(claims["av0_beats_a0"]["seeds_a"]) == 2
+    assert "AV0 < A0 with complete video" in (tmp_path / "claims.md").read_text()
+    (tmp_path / "bad.tsv").write_text("A0\t0\tmissing=0\n")
+    with pytest.raises(SystemExit, match="expected 4 tab-separated columns"):
+        make_claims(["--decodes", str(tmp_path / "bad.tsv"), "--out_json", "x", "--out_md", "y"])
