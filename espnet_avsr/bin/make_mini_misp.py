@@ -25,7 +25,8 @@ PRESETS = {
     # MISP's regime (SPEC.md section 4): far audio the strong modality, small blurred far
     # mouths that help only a little; chosen by the calibration sweep in RESULTS.md.
     "calibrated": {
-        "far_size": "1280x720", "middle_size": "640x360", "session_seconds": 90.0,
+        "far_size": "960x540", "middle_size": "320x180", "session_seconds": 45.0,
+        "speakers_per_hour": 20, "far_downscale": 2,
         "target_snr_db": "6,16", "rt60": "0.2,0.5", "overlap_prob": 0.05,
         "babble_talkers": "1,3", "heldout_babble": "true", "double_sentence_prob": 0.0,
         "split_shares": "0.7,0.15,0.15", "articulation": "0.6,1.1", "far_face_scale": 0.55,
@@ -35,7 +36,7 @@ PRESETS = {
 }
 
 #: What an option is when neither the user nor the preset sets it (GenOptions' defaults).
-DEFAULTS = {"snr_db": "0,5", "middle_snr_offset": 5.0, "rt60": "0.3,0.7",
+DEFAULTS = {"speakers_per_hour": 2.5, "snr_db": "0,5", "middle_snr_offset": 5.0, "rt60": "0.3,0.7",
             "missing_detection_rate": 0.07, "overlap_prob": 0.15, "babble_talkers": "3,5",
             "heldout_babble": "false", "double_sentence_prob": 0.25, "split_shares": "0.8,0.1,0.1",
             "articulation": "0.85,1.15", "far_face_scale": 1.0, "far_blur": 0.0, "far_noise": 0.0,
@@ -81,9 +82,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions_per_split", type=int, default=2, help="minimum sessions per split")
     p.add_argument("--min_speakers", type=int, default=2)
     p.add_argument("--max_speakers", type=int, default=4)
-    p.add_argument("--speakers_per_hour", type=float, default=2.5,
+    p.add_argument("--speakers_per_hour", type=float, default=None,
                    help="speaker pool per split: this many per hour of the split (at least "
-                        "max_speakers + 1); small corpora need more to generalise to unseen speakers")
+                        "max_speakers + 1); small corpora need more to generalise to unseen speakers (2.5)")
     p.add_argument("--snr_db", default=None, help="far-field session SNR (dB) against all talkers: "
                    "value or LOW,HIGH (default 0,5)")
     p.add_argument("--target_snr_db", default=None,
@@ -164,7 +165,7 @@ def build_config(args: argparse.Namespace) -> CorpusConfig:
         session_seconds=args.session_seconds or preset["session_seconds"],
         sessions_per_split=args.sessions_per_split,
         min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-        speakers_per_hour=args.speakers_per_hour, options=options,
+        speakers_per_hour=float(opt("speakers_per_hour")), options=options,
     )
 
 
