@@ -89,3 +89,48 @@ def test_small_preset_chain_is_a_fair_comparison():
     for line in ("AV0pre:conf/train_avsr.yaml:A0+V0", "AV0:conf/train_avsr_ft.yaml:AV0pre",
                  "AV3:conf/train_avsr_drop_p05.yaml:AV0", "AV5:conf/train_avsr_kd.yaml:AV0:AV0"):
         assert line in small, line
+
+
+def test_seeds_copy_every_chain_within_its_seed(tmp_path):
+    models = ("A0:conf/train_asr.yaml:- V0:conf/train_vsr.yaml:- AV0:conf/train_avsr.yaml:A0+V0 "
+              "AV5:conf/train_avsr_kd.yaml:AV0:AV0")
+    r = _avsr(tmp_path, "--models", models, "--seeds", "0 1")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in (tmp_path / "exp" / "models.tsv").read_text().splitlines()]
+    got = {row[0]: row[1:] for row in rows}
+    assert list(got) == ["A0", "V0", "AV0", "AV5", "A0_s1", "V0_s1", "AV0_s1", "AV5_s1"]
+    assert got["AV0"] == ["conf/train_avsr.yaml", "A0+V0", "-", "0", "AV0"]
+    assert got["AV0_s1"] == ["conf/train_avsr.yaml", "A0_s1+V0_s1", "-", "1", "AV0"]
+    assert got["AV5_s1"] == ["conf/train_avsr_kd.yaml", "AV0_s1", "AV0_s1", "1", "AV5"]
+    assert got["A0_s1"][1:4] == ["-", "-", "1"]
+    plain = _avsr(tmp_path, "--models", "A0:conf/train_asr.yaml:-")
+    assert plain.returncode == 0 and (tmp_path / "exp" / "models.tsv").read_text() == \
+        "A0\tconf/train_asr.yaml\t-\t-\t\tA0\n"
+    bad = _avsr(tmp_path, "--models", models, "--seeds", "0 x")
+    assert bad.returncode != 0 and "--seeds must be non-negative integers" in bad.stderr
+
+
+def test_paper_preset_is_the_paper_list_with_two_seeds_and_fair_configs(tmp_path):
+    r = subprocess.run(["./run.sh", "--preset", "paper", "--stage", "11", "--stop_stage", "7", "--",
+                        "--expdir", str(tmp_path / "exp")], cwd=RECIPE, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {row.split("\t")[0]: row.split("\t")[1:]
+            for row in (tmp_path / "exp" / "models.tsv").read_text().splitlines()}
+    bases = ["A0", "V0", "AV0", "AV1", "AV2", "AV3", "AV5", "AV6", "AVd0.1", "AVd0.3", "AVd0.5", "AVd0.7"]
+    assert sorted(rows) == sorted(bases + [f"{b}_s1" for b in bases])
+    assert rows["AV1"][1] == rows["AV2"][1] == rows["AVd0.3"][1] == "A0+V0"  # the same start as AV0
+    assert rows["AV3_s1"][1:3] == ["AV0_s1", "-"] and rows["AV5_s1"][1:3] == ["AV0_s1", "AV0_s1"]
+    assert rows["AV6"][1] == "AV5"
+    load = lambda name: yaml.safe_load((RECIPE / rows[name][0]).read_text(encoding="utf-8")) \
+        if not rows[name][0].startswith("/") else yaml.safe_load(Path(rows[name][0]).read_text())
+    av0 = load("AV0")
+    for name in ("AV0", "AV1", "AV2", "AV3", "AV5", "AVd0.5"):
+        assert load(name)["model_conf"]["audio_dropout"] == 0.0, name  # not in the paper
+    strip = lambda c: {k: v for k, v in c.items() if k != "model_conf"} | {
+        "model_conf": {k: v for k, v in c["model_conf"].items() if k != "video_dropout"}}
+    for name in ("AV1", "AV2", "AVd0.5"):  # AV0's schedule: only the dropout differs
+        assert strip(load(name)) == strip(av0), name
+    av3, av5 = load("AV3"), load("AV5")
+    assert av3["max_epoch"] == av5["max_epoch"] and av3["optim_conf"] == av5["optim_conf"]
+    assert av3["model_conf"]["video_dropout"] == av5["model_conf"]["video_dropout"]

@@ -22,7 +22,26 @@ PRESETS = {
     "bench": {"far_size": "1280x720", "middle_size": "640x360", "session_seconds": 300.0},
     "demo": {"far_size": "1280x720", "middle_size": "640x360", "session_seconds": 90.0},
     "tiny": {"far_size": "640x360", "middle_size": "640x360", "session_seconds": 15.0},
+    # MISP's regime (SPEC.md section 4): far audio the strong modality, small blurred far
+    # mouths that help only a little; chosen by the calibration sweep in RESULTS.md.
+    "calibrated": {
+        "far_size": "960x540", "middle_size": "320x180", "session_seconds": 45.0,
+        "speakers_per_hour": 20, "far_downscale": 2,
+        "target_snr_db": "6,16", "rt60": "0.2,0.5", "overlap_prob": 0.05,
+        "babble_talkers": "1,3", "heldout_babble": "true", "double_sentence_prob": 0.0,
+        "split_shares": "0.7,0.15,0.15", "articulation": "0.6,1.1", "far_face_scale": 0.55,
+        "far_blur": 1.2, "far_noise": 3.0, "far_jpeg_quality": 40, "head_motion": 1.5,
+        "light_flicker": 0.15, "occlusion_rate": 0.05,
+    },
 }
+
+#: What an option is when neither the user nor the preset sets it (GenOptions' defaults).
+DEFAULTS = {"speakers_per_hour": 2.5, "snr_db": "0,5", "middle_snr_offset": 5.0, "rt60": "0.3,0.7",
+            "missing_detection_rate": 0.07, "overlap_prob": 0.15, "babble_talkers": "3,5",
+            "heldout_babble": "false", "double_sentence_prob": 0.25, "split_shares": "0.8,0.1,0.1",
+            "articulation": "0.85,1.15", "far_face_scale": 1.0, "far_blur": 0.0, "far_noise": 0.0,
+            "far_jpeg_quality": 0, "far_downscale": 1, "head_motion": 1.0, "light_flicker": 0.0, "occlusion_rate": 0.0,
+            "target_snr_db": None}
 
 
 def _size(text: str) -> Tuple[int, int]:
@@ -63,15 +82,38 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions_per_split", type=int, default=2, help="minimum sessions per split")
     p.add_argument("--min_speakers", type=int, default=2)
     p.add_argument("--max_speakers", type=int, default=4)
-    p.add_argument("--speakers_per_hour", type=float, default=2.5,
+    p.add_argument("--speakers_per_hour", type=float, default=None,
                    help="speaker pool per split: this many per hour of the split (at least "
-                        "max_speakers + 1); small corpora need more to generalise to unseen speakers")
-    p.add_argument("--snr_db", default="0,5", help="far-field SNR (dB): value or LOW,HIGH")
-    p.add_argument("--middle_snr_offset", type=float, default=5.0, help="middle SNR = far SNR + this")
-    p.add_argument("--rt60", default="0.3,0.7", help="room reverberation time range (s)")
-    p.add_argument("--missing_detection_rate", type=float, default=0.07,
-                   help="mean share of video frames without a lip detection")
-    p.add_argument("--overlap_prob", type=float, default=0.15, help="chance a turn overlaps the last")
+                        "max_speakers + 1); small corpora need more to generalise to unseen speakers (2.5)")
+    p.add_argument("--snr_db", default=None, help="far-field session SNR (dB) against all talkers: "
+                   "value or LOW,HIGH (default 0,5)")
+    p.add_argument("--target_snr_db", default=None,
+                   help="per-utterance SNR (dB) of each target utterance at far mic 0 against every "
+                        "other source there (noise and other talkers): LOW,HIGH; overrides the "
+                        "session SNR for the target's level")
+    p.add_argument("--middle_snr_offset", type=float, default=None, help="middle SNR = far SNR + this (5)")
+    p.add_argument("--rt60", default=None, help="room reverberation time range (s) (0.3,0.7)")
+    p.add_argument("--missing_detection_rate", type=float, default=None,
+                   help="mean share of video frames without a lip detection (0.07)")
+    p.add_argument("--overlap_prob", type=float, default=None, help="chance a turn overlaps the last (0.15)")
+    p.add_argument("--babble_talkers", default=None, help="babble talkers per babble session: N or LOW,HIGH (3,5)")
+    p.add_argument("--heldout_babble", default=None, choices=["true", "false"],
+                   help="babble/TV from voices no speaker has and off-grammar text (false)")
+    p.add_argument("--double_sentence_prob", type=float, default=None,
+                   help="chance an utterance is two sentences; 0 = single-sentence utterances (0.25)")
+    p.add_argument("--split_shares", default=None, help="train,dev,eval shares of the hours (0.8,0.1,0.1)")
+    g = p.add_argument_group("lip difficulty")
+    g.add_argument("--articulation", default=None, help="per-speaker mouth-opening scale LOW,HIGH (0.85,1.15)")
+    g.add_argument("--far_face_scale", type=float, default=None, help="face size in the far view (1.0)")
+    g.add_argument("--far_blur", type=float, default=None, help="far-camera Gaussian blur sigma, pixels (0)")
+    g.add_argument("--far_noise", type=float, default=None, help="far-camera sensor noise std, grey levels (0)")
+    g.add_argument("--far_jpeg_quality", type=int, default=None, help="far-frame JPEG quality, 0 = off (0)")
+    g.add_argument("--far_downscale", type=int, default=None,
+                   help="far camera's effective resolution = frame size / this (1)")
+    g.add_argument("--head_motion", type=float, default=None, help="head pose amplitude scale (1.0)")
+    g.add_argument("--light_flicker", type=float, default=None, help="lighting change amplitude (0)")
+    g.add_argument("--occlusion_rate", type=float, default=None,
+                   help="share of frames with the mouth hidden by a hand (0)")
     p.add_argument("--tts_cache", default=None,
                    help="folder to keep synthesised syllables in between runs (speeds up re-runs)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -82,21 +124,48 @@ def get_parser() -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace) -> CorpusConfig:
     """Options + preset -> :class:`CorpusConfig` (raises CorpusError on bad values)."""
     preset = PRESETS[args.preset]
+
+    def opt(name):  # the user's value, else the preset's, else the generator's default
+        v = getattr(args, name)
+        return v if v is not None else preset.get(name, DEFAULTS.get(name))
+
+    target = opt("target_snr_db")
+    talkers = _range(str(opt("babble_talkers")), "--babble_talkers")
+    try:
+        shares = tuple(float(v) for v in str(opt("split_shares")).split(","))
+    except ValueError:
+        raise CorpusError(f"--split_shares must be three numbers, got {opt('split_shares')!r}") from None
+    if len(shares) != 3 or min(shares) <= 0:
+        raise CorpusError(f"--split_shares must be three positive numbers, got {opt('split_shares')!r}")
     options = GenOptions(
         far_size=_size(args.far_size or preset["far_size"]),
         middle_size=_size(args.middle_size or preset["middle_size"]),
-        snr_db=_range(args.snr_db, "--snr_db"),
-        middle_snr_offset=args.middle_snr_offset,
-        rt60=_range(args.rt60, "--rt60"),
-        missing_detection_rate=args.missing_detection_rate,
-        overlap_prob=args.overlap_prob,
+        snr_db=_range(str(opt("snr_db")), "--snr_db"),
+        middle_snr_offset=float(opt("middle_snr_offset")),
+        rt60=_range(str(opt("rt60")), "--rt60"),
+        missing_detection_rate=float(opt("missing_detection_rate")),
+        overlap_prob=float(opt("overlap_prob")),
+        target_snr_db=None if target is None else _range(str(target), "--target_snr_db"),
+        babble_talkers=(int(talkers[0]), int(talkers[1])),
+        heldout_babble=str(opt("heldout_babble")).lower() == "true",
+        double_sentence_prob=float(opt("double_sentence_prob")),
+        articulation=_range(str(opt("articulation")), "--articulation"),
+        far_face_scale=float(opt("far_face_scale")),
+        far_blur=float(opt("far_blur")),
+        far_noise=float(opt("far_noise")),
+        far_jpeg_quality=int(opt("far_jpeg_quality")),
+        far_downscale=int(opt("far_downscale")),
+        head_motion=float(opt("head_motion")),
+        light_flicker=float(opt("light_flicker")),
+        occlusion_rate=float(opt("occlusion_rate")),
     )
+    total = sum(shares)
     return CorpusConfig(
-        hours=args.hours, seed=args.seed,
+        hours=args.hours, seed=args.seed, split_shares=tuple(x / total for x in shares),
         session_seconds=args.session_seconds or preset["session_seconds"],
         sessions_per_split=args.sessions_per_split,
         min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-        speakers_per_hour=args.speakers_per_hour, options=options,
+        speakers_per_hour=float(opt("speakers_per_hour")), options=options,
     )
 
 

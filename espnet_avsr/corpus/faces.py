@@ -43,7 +43,8 @@ class FaceStyle:
     articulation: float  # scales mouth opening
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "FaceStyle":
+    def random(cls, rng: np.random.Generator,
+               articulation: Tuple[float, float] = (0.85, 1.15)) -> "FaceStyle":
         def pick(options):
             return tuple(int(c) for c in options[int(rng.integers(len(options)))])
 
@@ -53,7 +54,7 @@ class FaceStyle:
         return cls(
             skin=skin, hair=pick(_HAIRS), shirt=pick(_SHIRTS), lips=lips,
             size=float(rng.uniform(0.85, 1.1)), long_hair=bool(rng.random() < 0.4),
-            aspect=float(rng.uniform(1.22, 1.38)), articulation=float(rng.uniform(0.85, 1.15)),
+            aspect=float(rng.uniform(1.22, 1.38)), articulation=float(rng.uniform(*articulation)),
         )
 
 

@@ -59,6 +59,23 @@ class CorpusConfig:
             (0 <= o.missing_detection_rate < 1,
              f"--missing_detection_rate must be in [0, 1), got {o.missing_detection_rate}"),
             (0 <= o.overlap_prob <= 1, f"--overlap_prob must be in [0, 1], got {o.overlap_prob}"),
+            (o.target_snr_db is None or o.target_snr_db[0] <= o.target_snr_db[1],
+             f"--target_snr_db low > high: {o.target_snr_db}"),
+            (0 <= o.babble_talkers[0] <= o.babble_talkers[1] <= 8,
+             f"--babble_talkers must be 0 <= low <= high <= 8, got {o.babble_talkers}"),
+            (0 <= o.double_sentence_prob <= 1,
+             f"--double_sentence_prob must be in [0, 1], got {o.double_sentence_prob}"),
+            (0 < o.articulation[0] <= o.articulation[1] <= 2,
+             f"--articulation must be 0 < low <= high <= 2, got {o.articulation}"),
+            (0.2 <= o.far_face_scale <= 1.5, f"--far_face_scale must be in [0.2, 1.5], got {o.far_face_scale}"),
+            (o.far_blur >= 0 and o.far_noise >= 0 and o.light_flicker >= 0 and o.head_motion >= 0,
+             "--far_blur, --far_noise, --light_flicker and --head_motion must be >= 0"),
+            (o.far_jpeg_quality == 0 or 1 <= o.far_jpeg_quality <= 100,
+             f"--far_jpeg_quality must be 0 (off) or 1..100, got {o.far_jpeg_quality}"),
+            (1 <= o.far_downscale <= 8, f"--far_downscale must be in 1..8, got {o.far_downscale}"),
+            (0 <= o.occlusion_rate < 1, f"--occlusion_rate must be in [0, 1), got {o.occlusion_rate}"),
+            (len(self.split_shares) == 3 and all(x > 0 for x in self.split_shares),
+             f"--split_shares must be three positive numbers, got {self.split_shares}"),
         ]
         for name, (w, h) in (("--far_size", o.far_size), ("--middle_size", o.middle_size)):
             checks.append((w >= 64 and h >= 64 and w % 2 == 0 and h % 2 == 0,
@@ -84,6 +101,23 @@ def _split_seconds(cfg: CorpusConfig) -> Dict[str, List[float]]:
     return out
 
 
+def _heldout_voices(cfg: CorpusConfig, used: List[Voice], n: int = 16) -> List[Voice]:
+    """Babble voices no corpus speaker has: espeak variants left unused when there are
+    any, else pitches outside the speakers' 25-75 range."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    free = [v for v in VOICE_VARIANTS if v not in {u.variant for u in used}]
+    out = []
+    for i in range(n):
+        if free:
+            out.append(Voice(free[i % len(free)], int(rng.integers(25, 76)), int(rng.integers(150, 211)),
+                             float(rng.uniform(-3, 3))))
+        else:
+            pitch = int(rng.choice([rng.integers(5, 25), rng.integers(76, 96)]))
+            variant = VOICE_VARIANTS[int(rng.integers(len(VOICE_VARIANTS)))]
+            out.append(Voice(variant, pitch, int(rng.integers(150, 211)), float(rng.uniform(-3, 3))))
+    return out
+
+
 def make_plan(cfg: CorpusConfig) -> List[SessionSpec]:
     """All sessions of the corpus, in a fixed order (their index seeds their content)."""
     cfg.validate()
@@ -103,9 +137,12 @@ def make_plan(cfg: CorpusConfig) -> List[SessionSpec]:
     pools: Dict[str, List[SpeakerSpec]] = {}
     k = 0
     for s in SPLITS:
-        pools[s] = [SpeakerSpec(f"{ids[k + j]:03d}", voices[k + j], FaceStyle.random(rng))
+        pools[s] = [SpeakerSpec(f"{ids[k + j]:03d}", voices[k + j],
+                                FaceStyle.random(rng, cfg.options.articulation))
                     for j in range(pool_sizes[s])]
         k += pool_sizes[s]
+
+    heldout = _heldout_voices(cfg, voices) if cfg.options.heldout_babble else None
 
     specs: List[SessionSpec] = []
     seen: Dict[Tuple[int, Tuple[str, ...], int], int] = {}
@@ -117,6 +154,9 @@ def make_plan(cfg: CorpusConfig) -> List[SessionSpec]:
                             key=lambda sp: sp.spk)
             others = [sp.voice for sp in pool if sp not in chosen]
             others = [others[i] for i in rng.permutation(len(others))[:4]]
+            if heldout is not None:  # drawn from their own stream: the plan is otherwise unchanged
+                r = np.random.default_rng([cfg.seed, 3, len(specs)])
+                others = [heldout[i] for i in r.permutation(len(heldout))[:4]]
             room = int(rng.integers(1, cfg.n_rooms + 1))
             config = int(rng.integers(1, 7))
             key = (room, tuple(sp.spk for sp in chosen), config)

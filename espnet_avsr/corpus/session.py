@@ -8,7 +8,7 @@ not change the words or their timings.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,7 +18,7 @@ from espnet_avsr.corpus import rooms, video
 from espnet_avsr.corpus.faces import FaceStyle, HeadMotion
 from espnet_avsr.corpus.layout import Layout
 from espnet_avsr.corpus.speech import SAMPLE_RATE, SyllableSynth, Voice, synthesize
-from espnet_avsr.corpus.text import FILLERS, Token, make_sentence, to_pinyin
+from espnet_avsr.corpus.text import FILLERS, Token, make_babble_text, make_sentence, to_pinyin
 from espnet_avsr.corpus.visemes import MouthTrack, syllable_viseme
 from espnet_avsr.corpus.writers import write_json, write_textgrid, write_wav
 
@@ -44,6 +44,26 @@ class GenOptions:
     crosstalk_db: float = -25.0
     nested_json_share: float = 0.3
     utf16_share: float = 0.3
+    # ---- calibration knobs (defaults = the original generator) --------------------------
+    #: Per-utterance SNR (dB) of each target utterance at far mic 0 against every other
+    #: source there (TV, babble, ambient, other talkers). None: one SNR per session
+    #: (``snr_db``) against all talkers together.
+    target_snr_db: Optional[Tuple[float, float]] = None
+    babble_talkers: Tuple[int, int] = (3, 5)
+    #: Babble and TV from voices no corpus speaker has and from text off the sentence grammar.
+    heldout_babble: bool = False
+    #: Chance that an utterance is two sentences (0 = single-sentence utterances).
+    double_sentence_prob: float = 0.25
+    # lip difficulty
+    articulation: Tuple[float, float] = (0.85, 1.15)  # per-speaker mouth-opening scale
+    far_face_scale: float = 1.0  # face size in the far view (smaller = fewer mouth pixels)
+    far_blur: float = 0.0  # Gaussian blur sigma (pixels) of the far camera
+    far_jpeg_quality: int = 0  # 0 = off, else a JPEG round trip per far frame (compression)
+    far_downscale: int = 1  # the far camera's effective resolution is 1/this of its frame size
+    far_noise: float = 0.0  # far-camera sensor noise std (grey levels)
+    head_motion: float = 1.0  # head drift / nod / zoom amplitude scale
+    light_flicker: float = 0.0  # slow lighting changes, relative amplitude
+    occlusion_rate: float = 0.0  # share of frames with the mouth hidden (a hand), in bursts
 
 
 @dataclass(frozen=True)
@@ -141,7 +161,7 @@ def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Genera
                 sentence = str(rng.choice(FILLERS)) + str(rng.choice(["。", "？", ""]))
             else:
                 sentence = make_sentence(rng)
-                if rng.random() < 0.25:
+                if rng.random() < spec.options.double_sentence_prob:
                     sentence += make_sentence(rng)
             tokens: List[Token] = to_pinyin(sentence)
             utt = synthesize(synth, voice, tokens, rng)
@@ -166,13 +186,19 @@ def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Genera
 
 
 def _stream_speech(synth: SyllableSynth, voices: Sequence[Voice], n: int,
-                   rng: np.random.Generator, pause: Tuple[float, float]) -> np.ndarray:
-    """Continuous speech of ``n`` samples by ``voices`` taking turns (TV or babble talker)."""
+                   rng: np.random.Generator, pause: Tuple[float, float],
+                   heldout_text: bool = False) -> np.ndarray:
+    """Continuous speech of ``n`` samples by ``voices`` taking turns (TV or babble talker).
+
+    ``heldout_text``: strings of the inventory's characters instead of grammar sentences,
+    so babble never says what the recogniser is trained to expect.
+    """
     out = np.zeros(n, np.float32)
     pos = int(rng.uniform(0, 1.0) * SAMPLE_RATE)
+    sentence = make_babble_text if heldout_text else make_sentence
     while pos < n:
         voice = voices[int(rng.integers(len(voices)))]
-        w = synthesize(synth, voice, to_pinyin(make_sentence(rng)), rng).wave
+        w = synthesize(synth, voice, to_pinyin(sentence(rng)), rng).wave
         w = w[: n - pos]
         out[pos:pos + len(w)] += w
         pos += len(w) + int(rng.uniform(*pause) * SAMPLE_RATE)
@@ -181,7 +207,7 @@ def _stream_speech(synth: SyllableSynth, voices: Sequence[Voice], n: int,
 
 def _tv_signal(synth: SyllableSynth, spec: SessionSpec, n: int, rng: np.random.Generator) -> np.ndarray:
     """TV sound: programme segments of speech, music, or speech over music."""
-    speech = _stream_speech(synth, spec.tv_voices, n, rng, (0.2, 0.8))
+    speech = _stream_speech(synth, spec.tv_voices, n, rng, (0.2, 0.8), spec.options.heldout_babble)
     mus = rooms.music(n, rng)
     mus *= np.sqrt(rooms.power(speech) / rooms.power(mus))
     out = np.zeros(n, np.float32)
@@ -217,19 +243,16 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
 
     # ---- dialogue and dry speech ----------------------------------------------------
     events = plan_dialogue(spec, synth, r_text)
-    dry = np.zeros((n_spk, n), np.float32)
     active = np.zeros(n, bool)
     for e in events:
-        if e.wave is not None:
-            dry[e.spk, e.start:e.end] += e.wave
-            if e.kind in ("speech", "filler", "deaf"):
-                active[e.start:e.end] = True
+        if e.wave is not None and e.kind in ("speech", "filler", "deaf"):
+            active[e.start:e.end] = True
 
     # ---- room acoustics ---------------------------------------------------------------
     cfg = rooms.noise_config(spec.config)
     geom = spec.room
     spk_pos = geom.speaker_positions(n_spk, r_room)
-    n_babble = int(r_room.integers(3, 6)) if cfg["babble"] else 0
+    n_babble = int(r_room.integers(opts.babble_talkers[0], opts.babble_talkers[1] + 1)) if cfg["babble"] else 0
     sources = [spk_pos]
     if cfg["tv"]:
         sources.append(np.array([geom.tv_pos]))
@@ -239,33 +262,59 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
     mics = geom.mic_positions(spec.has_middle_near)
     rirs = rooms.compute_rirs(geom, src, mics)
     m = mics.shape[1]
-    speech_img = np.zeros((m, n), np.float32)
-    for i in range(n_spk):
-        speech_img += rooms.convolve(dry[i], rirs[i], n)
+    # every voiced event's reverberant image, so each utterance's level can be set and measured
+    images = [rooms.event_image(e.wave, rirs[e.spk], e.start, n) if e.wave is not None else None
+              for e in events]
     noise_img = np.zeros((m, n), np.float32)
     k = n_spk
     if cfg["tv"]:
         noise_img += rooms.convolve(_tv_signal(synth, spec, n, r_noise), rirs[k], n)
         k += 1
     for b in range(n_babble):
-        talker = _stream_speech(synth, spec.babble_voices, n, r_noise, (0.1, 0.6))
+        talker = _stream_speech(synth, spec.babble_voices, n, r_noise, (0.1, 0.6), opts.heldout_babble)
         noise_img += rooms.convolve(talker, rirs[k + b], n)
     ambient = np.stack([rooms.pink_noise(n, r_noise) for _ in range(m)])
     ambient *= np.sqrt(0.05 * rooms.power(noise_img) / rooms.power(ambient))
     noise_img += ambient
 
     far_snr = float(r_noise.uniform(*opts.snr_db))
-    arrays = {"far": (slice(0, rooms.N_FAR), far_snr)}
+    far = slice(0, rooms.N_FAR)
+    unit = rooms.sum_images(images, [1.0] * len(events), far, n)
+    noise_img[far] *= rooms.scale_to_snr(unit, noise_img[far], far_snr, active)
+    del unit
+    gains = [1.0] * len(events)
+    if opts.target_snr_db is not None:
+        # a separate stream: the calibration draw changes no other random choice
+        r_snr = np.random.default_rng([spec.seed, spec.index, 7])
+        targets = {i: float(r_snr.uniform(*opts.target_snr_db))
+                   for i, e in enumerate(events) if e.kind == "speech"}
+        gains = rooms.utterance_gains(images, [(e.start, e.end) for e in events], noise_img[0],
+                                      targets, n)
+    snrs = {"far": rooms.utterance_snrs(images, gains, [(e.start, e.end) for e in events],
+                                        noise_img[0], 0, n)}
+    speech_far = rooms.sum_images(images, gains, far, n)
+    arrays = {"far": (far, speech_far)}
     if spec.has_middle_near:
-        arrays["middle"] = (slice(rooms.N_FAR, m), far_snr + opts.middle_snr_offset)
-    for name, (sl, snr) in arrays.items():
-        g = rooms.scale_to_snr(speech_img[sl], noise_img[sl], snr, active)
-        pcm, _ = rooms.to_int16(speech_img[sl] + g * noise_img[sl])
+        mid = slice(rooms.N_FAR, m)
+        speech_mid = rooms.sum_images(images, gains, mid, n)
+        # the middle array sits nearer the sofa: the far array's session SNR plus an offset
+        achieved = 10 * np.log10(rooms.power(speech_far[0], active) / rooms.power(noise_img[0]))
+        noise_img[mid] *= rooms.scale_to_snr(speech_mid, noise_img[mid],
+                                             achieved + opts.middle_snr_offset, active)
+        snrs["middle"] = rooms.utterance_snrs(images, gains, [(e.start, e.end) for e in events],
+                                              noise_img[rooms.N_FAR], rooms.N_FAR, n)
+        arrays["middle"] = (mid, speech_mid)
+    for name, (sl, speech) in arrays.items():
+        pcm, _ = rooms.to_int16(speech + noise_img[sl])
         for c in range(pcm.shape[0]):
             path = lay.far_wav(c) if name == "far" else lay.middle_wav(c)
             write_wav(path, pcm[c], SAMPLE_RATE)
-    del speech_img, noise_img, ambient
+    del images, noise_img, ambient, arrays
     if spec.has_middle_near:
+        dry = np.zeros((n_spk, n), np.float32)
+        for e, g in zip(events, gains):
+            if e.wave is not None:
+                dry[e.spk, e.start:e.end] += g * e.wave
         xt = 10 ** (opts.crosstalk_db / 20)
         total = dry.sum(0)
         for i, s in enumerate(spec.speakers):
@@ -283,9 +332,10 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
             s.spk: [
                 {"kind": e.kind, "start": e.start / SAMPLE_RATE, "end": e.end / SAMPLE_RATE,
                  "text": e.text,
+                 "snr_db": {a: snrs[a][j] for a in snrs if snrs[a][j] is not None},
                  "chars": [[c, p, a / SAMPLE_RATE, b / SAMPLE_RATE, syllable_viseme(p) if p else ""]
                            for c, p, a, b in e.chars]}
-                for e in events if e.spk == i
+                for j, e in enumerate(events) if e.spk == i
             ]
             for i, s in enumerate(spec.speakers)
         },
@@ -294,24 +344,37 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
 
     # ---- video and detections -----------------------------------------------------------
     motions = [HeadMotion.random(r_video, spec.duration) for _ in spec.speakers]
+    if opts.head_motion != 1.0:
+        motions = [replace(mo, amp=mo.amp * opts.head_motion) for mo in motions]
     tracks = [
         MouthTrack.from_syllables(
             [(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for e in events if e.spk == i
              for _, p, a, b in e.chars if p])
         for i in range(n_spk)
     ]
+    # lip-difficulty draws come from their own stream, so the defaults reproduce old corpora
+    r_vis = np.random.default_rng([spec.seed, spec.index, 8])
+    occluded = ([video.missing_mask(spec.n_frames, opts.occlusion_rate, r_vis) for _ in spec.speakers]
+                if opts.occlusion_rate > 0 else None)
+    flicker = video.flicker_track(spec.n_frames, opts.light_flicker, r_vis) if opts.light_flicker > 0 else None
     light = 0.65 if cfg["night"] else 1.0
     far_bg, tv_box = video.make_background(r_video, opts.far_size, light, cfg["tv"])
     layout = video.far_layout(n_spk, opts.far_size, [s.style for s in spec.speakers], r_video)
-    people = [video.Person(s.spk, s.style, motions[i], tracks[i], *layout[i])
+    people = [video.Person(s.spk, s.style, motions[i], tracks[i], layout[i][0], layout[i][1],
+                           layout[i][2] * opts.far_face_scale)
               for i, s in enumerate(spec.speakers)]
-    views = [(lay.far_mp4(), video.Scene(far_bg, people, light, tv_box, int(r_video.integers(1 << 30))))]
+    camera = video.Camera(opts.far_blur, opts.far_noise, opts.far_jpeg_quality, opts.far_downscale,
+                          int(r_vis.integers(1 << 30)))
+    views = [(lay.far_mp4(), video.Scene(far_bg, people, light, tv_box, int(r_video.integers(1 << 30)),
+                                         occluded, flicker, camera if camera.active else None))]
     if spec.has_middle_near:
         for i, s in enumerate(spec.speakers):
             bg, _ = video.make_background(r_video, opts.middle_size, light, False)
             cx, cy, fw = video.middle_layout(opts.middle_size, s.style, r_video)
             person = video.Person(s.spk, s.style, motions[i], tracks[i], cx, cy, fw)
-            views.append((lay.middle_mp4(s.spk), video.Scene(bg, [person], light)))
+            views.append((lay.middle_mp4(s.spk), video.Scene(
+                bg, [person], light, occluded=None if occluded is None else [occluded[i]],
+                flicker=flicker)))
     missing = []
     for path, scene in views:
         boxes = video.render_video(scene, spec.n_frames, path)
@@ -336,6 +399,7 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
         "deaf_intervals": sum(e.kind == "deaf" for e in events),
         "short_intervals": sum(e.kind == "short" for e in events),
         "far_snr_db": round(far_snr, 2),
+        "utterance_far_snr_db": [snrs["far"][j] for j, e in enumerate(events) if e.kind == "speech"],
         "rt60": round(geom.rt60, 3),
         "config": spec.config,
         "tv": cfg["tv"],

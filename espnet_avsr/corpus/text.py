@@ -137,6 +137,24 @@ def make_sentence(rng: np.random.Generator) -> str:
     return sentence
 
 
+def make_babble_text(rng: np.random.Generator) -> str:
+    """Off-grammar speech for babble and TV: a run of 5-14 inventory characters in random
+    order. It sounds like the corpus's Mandarin but is (almost surely) no sentence the
+    grammar makes, so the recogniser cannot pick the babble's words as likely text."""
+    chars = _inventory()
+    return "".join(chars[int(i)] for i in rng.integers(len(chars), size=int(rng.integers(5, 15))))
+
+
+def _inventory() -> List[str]:
+    global _INVENTORY
+    if _INVENTORY is None:
+        _INVENTORY = [c for c in character_inventory() if c not in FILLERS]
+    return _INVENTORY
+
+
+_INVENTORY = None
+
+
 def character_inventory() -> List[str]:
     """All Han characters the generator can produce (for docs and tests)."""
     chars = set("".join(_TEMPLATES)) | set("".join(FILLERS))

@@ -48,6 +48,12 @@ class Scene:
     light: float = 1.0
     tv_box: Optional[Tuple[int, int, int, int]] = None
     tv_seed: int = 0
+    #: per person, per frame: the mouth is hidden behind a hand (the detector still fires)
+    occluded: Optional[List[np.ndarray]] = None
+    #: per-frame brightness factor (lamps, TV light, clouds); None = steady
+    flicker: Optional[np.ndarray] = None
+    #: camera degradation applied to the finished frame (blur, noise, compression)
+    camera: Optional["Camera"] = None
     _frame: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -80,7 +86,90 @@ class Scene:
             dx, dy, zoom, eye = pose[i]
             boxes[p.spk] = draw_face(frame, p.cx + dx * p.fw, p.cy + dy * p.fw, p.fw * zoom,
                                      p.style, mouth[i], eye, self.light)
+        if self.occluded is not None:
+            for p, occ in zip(self.people, self.occluded):
+                if occ[i] and p.spk in boxes:
+                    draw_hand(frame, boxes[p.spk][1], p.style.skin, self.light)
+        if self.flicker is not None:
+            cv2.convertScaleAbs(frame, frame, alpha=float(self.flicker[i]))
+        if self.camera is not None:
+            frame = self.camera.apply(frame)
         return frame, boxes
+
+
+def draw_hand(frame: np.ndarray, lip: Box, skin: Tuple[int, int, int], light: float) -> None:
+    """A hand (skin-coloured blob with knuckle lines) over the mouth at box ``lip``."""
+    x1, y1, x2, y2 = lip
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    ax, ay = 0.75 * (x2 - x1) + 2, 0.9 * (y2 - y1) + 2
+    col = tuple(int(min(255, c * 0.93 * light)) for c in skin)
+    cv2.ellipse(frame, (int(cx), int(cy + 0.2 * ay)), (int(ax), int(ay)), 0, 0, 360, col, -1, cv2.LINE_AA)
+    dark = tuple(int(c * 0.7) for c in col)
+    for k in (-1, 0, 1):
+        x = int(cx + k * ax / 3)
+        cv2.line(frame, (x, int(cy - 0.5 * ay)), (x, int(cy + 0.6 * ay)), dark, 1, cv2.LINE_AA)
+
+
+@dataclass
+class Camera:
+    """A poor far camera: low effective resolution, blur (optics, focus), sensor noise and
+    JPEG-like compression. The frame is degraded at 1/``downscale`` of its size and scaled
+    back, which is what a small sensor behind a wide lens gives (and 4x cheaper at 2)."""
+
+    blur: float = 0.0  # sigma in full-frame pixels
+    noise: float = 0.0  # std, grey levels
+    jpeg_quality: int = 0  # 0 = off
+    downscale: int = 1
+    seed: int = 0
+    _bank: Optional[List[Tuple[np.ndarray, np.ndarray]]] = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    @property
+    def active(self) -> bool:
+        return self.blur > 0 or self.noise > 0 or self.jpeg_quality > 0 or self.downscale > 1
+
+    def _noise(self, shape: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+        """One of 8 pre-drawn noise fields as (positive, negative) uint8 parts, so adding it
+        is two saturating uint8 operations instead of a float round trip."""
+        if self._bank is None or self._bank[0][0].shape != shape:
+            self._bank = []
+            for _ in range(8):
+                n = np.rint(self._rng.standard_normal(shape[:2]) * self.noise)
+                n = np.repeat(n[..., None], shape[2], axis=2) if len(shape) == 3 else n
+                self._bank.append((np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8)))
+        return self._bank[int(self._rng.integers(len(self._bank)))]
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        small = frame
+        if self.downscale > 1:
+            small = cv2.resize(frame, (w // self.downscale, h // self.downscale), interpolation=cv2.INTER_AREA)
+        if self.blur > 0:
+            small = cv2.GaussianBlur(small, (0, 0), self.blur / self.downscale)
+        if self.noise > 0:
+            pos, neg = self._noise(small.shape)
+            small = cv2.subtract(cv2.add(small, pos), neg)
+        if self.jpeg_quality > 0:
+            ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise VideoWriteError("JPEG encoding of a frame failed")
+            small = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if small is not frame and small.shape[:2] != (h, w):
+            small = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        return small
+
+
+def flicker_track(n_frames: int, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame brightness factors around 1: slow drifts plus a few lamp switches."""
+    t = np.arange(n_frames) / FPS
+    f = np.ones(n_frames)
+    for _ in range(2):
+        f += 0.5 * amount * np.sin(2 * np.pi * rng.uniform(0.02, 0.3) * t + rng.uniform(0, 2 * np.pi))
+    for _ in range(rng.poisson(n_frames / FPS / 60)):  # about one switch a minute
+        f[int(rng.integers(n_frames)):] *= 1 + amount * rng.choice([-1, 1])
+    return np.clip(f, 0.3, 1.6)
 
 
 def make_background(rng: np.random.Generator, size: Tuple[int, int], light: float,

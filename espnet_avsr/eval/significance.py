@@ -9,7 +9,7 @@ that size would show, so a table row can say whether a gap is more than noise.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -100,3 +100,88 @@ def pool_scores(scores: List[CorpusScore]) -> CorpusScore:
     utts = [UttScore(utt, sum((s.utts[i].counts for s in scores), ErrorCounts()), scores[0].utts[i].ref, None)
             for i, utt in enumerate(ids)]
     return CorpusScore(total=sum((u.counts for u in utts), ErrorCounts()), utts=utts)
+
+
+@dataclass
+class SessionBootstrap:
+    """A CER difference B - A pooled over seeds, with a percentile interval from resampling
+    whole sessions (utterances of one session share room, talkers and noise: not independent)."""
+
+    cer_a: float
+    cer_b: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_b_better: float
+    num_sessions: int
+    num_seeds: int
+    num_boot: int
+    ci: float
+
+    def as_dict(self) -> Dict[str, float]:
+        return asdict(self)
+
+
+def session_of(utt_id: str) -> str:
+    """The recording session of a MISP utterance id (``S<spk>_<session>_<start>-<end>``)."""
+    from espnet_avsr.eval.cer import parse_utt_id
+
+    return parse_utt_id(utt_id)[1]
+
+
+def _session_sums(score: CorpusScore, sessions: List[str]) -> np.ndarray:
+    """(errors, ref_chars) summed per session, in the order of ``sessions``."""
+    pos = {s: i for i, s in enumerate(sessions)}
+    out = np.zeros((2, len(sessions)))
+    for u in score.utts:
+        i = pos[session_of(u.utt_id)]
+        out[0, i] += u.counts.errors
+        out[1, i] += u.counts.ref_chars
+    return out
+
+
+def session_bootstrap(
+    pairs: Sequence[Tuple[CorpusScore, CorpusScore]],
+    num_boot: int = 10000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> SessionBootstrap:
+    """Paired bootstrap of B - A over sessions, pooled over seeds.
+
+    ``pairs`` holds one (A, B) pair of scores per seed, all on the same test utterances. One
+    resample draws sessions with replacement and sums, over every seed, the errors and
+    reference characters of the drawn sessions: the interval then covers both the test-set
+    sampling and the seeds' spread, as a reader comparing two trained systems needs.
+    """
+    if not pairs:
+        raise ValueError("session_bootstrap needs at least one (A, B) pair of scores")
+    ids = [u.utt_id for u in pairs[0][0].utts]
+    for a, b in pairs:
+        for s in (a, b):
+            if [u.utt_id for u in s.utts] != ids:
+                raise ValueError("every score of a session bootstrap must cover the same utterances "
+                                 "(score all decodes against the same reference text)")
+    sessions = sorted({session_of(u) for u in ids})
+    if not sessions:
+        raise ValueError("session bootstrap needs at least one utterance")
+    if num_boot < 1 or not 0.0 < ci < 1.0:
+        raise ValueError(f"num_boot must be >= 1 and ci in (0, 1), got {num_boot}, {ci}")
+    ea = sum(_session_sums(a, sessions)[0] for a, _ in pairs)
+    eb = sum(_session_sums(b, sessions)[0] for _, b in pairs)
+    n = sum(_session_sums(a, sessions)[1] for a, _ in pairs)
+    if n.sum() <= 0:
+        raise ValueError("session bootstrap needs reference characters")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(sessions), size=(num_boot, len(sessions)))
+    chars = n[idx].sum(axis=1)
+    chars[chars == 0] = np.nan
+    d = (eb[idx].sum(axis=1) - ea[idx].sum(axis=1)) / chars
+    d = d[np.isfinite(d)]
+    alpha = (1.0 - ci) / 2.0
+    return SessionBootstrap(
+        cer_a=float(ea.sum() / n.sum()), cer_b=float(eb.sum() / n.sum()),
+        delta=float((eb.sum() - ea.sum()) / n.sum()),
+        ci_low=float(np.quantile(d, alpha)), ci_high=float(np.quantile(d, 1.0 - alpha)),
+        p_b_better=float(np.mean(d < 0)), num_sessions=len(sessions), num_seeds=len(pairs),
+        num_boot=int(d.size), ci=ci,
+    )

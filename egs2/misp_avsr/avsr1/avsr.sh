@@ -77,6 +77,9 @@ asr_tag=""             # name of the --asr_config model (default: the config's f
 dropout_study_rates=""
 dropout_study_config=conf/train_avsr.yaml   # base config of the study models
 dropout_study_init=A0  # init model of the study models
+# Training seeds, e.g. "0 1": each model is trained once per seed; seed k (not the first) names
+# the model, its init chain and its teacher <name>_s<k>.
+seeds=""               # training seeds, e.g. "0 1" (empty = ESPnet's default seed, one run)
 train_args=""          # extra ESPnet training options for every model, e.g. "--max_epoch 5"
 speech_fold_length=80000   # samples (5 s); longer utterances halve the batch
 text_fold_length=150
@@ -95,7 +98,7 @@ test_missing_seed=0    # seed of the missing-frame simulation
 test_snrs="0 -5"       # babble noise SNRs of the noisy test sets (empty = none)
 noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (paper: complete video)
 noise_test_sets=""     # test sets given babble noise (default: the first test set)
-babble_source=""       # wav.scp of the babble talkers (default: the training dump)
+babble_source=""       # babble talkers (data dir / wav.scp); empty = held-out bank (make_babble_bank)
 noise_seed=0           # seed of the noise mixing
 relative_ref=A0            # audio-only model for relative CER and representation similarity
 rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
@@ -191,6 +194,28 @@ PY
     unset r cfg
 fi
 
+# Seeds: one copy of the model list per seed, each chain (init, teacher) within its seed.
+declare -A model_seed=() model_base=()
+if [ -n "${seeds}" ]; then
+    read -r -a _seeds <<< "${seeds}"
+    _list="${models}"; models=""
+    for _k in "${_seeds[@]}"; do
+        [[ "${_k}" =~ ^[0-9]+$ ]] || die "--seeds must be non-negative integers, got '${seeds}'"
+        _sfx=""; [ "${_k}" = "${_seeds[0]}" ] || _sfx="_s${_k}"
+        for spec in ${_list}; do
+            IFS=: read -r _n _c _i _t <<< "${spec}"
+            _b="${_n}"; _n="${_n}${_sfx}"
+            if [ -n "${_sfx}" ]; then
+                [ "${_i:--}" = - ] || _i="$(sed "s/\([^+]\{1,\}\)/\1${_sfx}/g" <<< "${_i}")"
+                [ "${_t:--}" = - ] || _t="${_t}${_sfx}"
+            fi
+            models="${models} ${_n}:${_c}:${_i:--}${_t:+:${_t}}"
+            model_seed["${_n}"]="${_k}"; model_base["${_n}"]="${_b}"
+        done
+    done
+    unset _seeds _list _k _sfx _n _c _i _t _b spec
+fi
+
 # Models, parsed once: names[i], configs[i], inits[i], teachers[i].
 names=(); configs=(); inits=(); teachers=()
 for spec in ${models}; do
@@ -242,6 +267,13 @@ if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then   # fail before hour
         fi
     done
 fi
+
+# The model list as it will be trained, one row per model (read by the report and claims):
+# name, config, init, teacher, seed ("" = ESPnet's default), base name (without the seed suffix).
+for i in "${!names[@]}"; do
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${names[$i]}" "${configs[$i]}" "${inits[$i]}" "${teachers[$i]}" \
+        "${model_seed[${names[$i]}]:-}" "${model_base[${names[$i]}]:-${names[$i]}}"
+done > "${expdir}/models.tsv"
 
 model_index() {
     local i
@@ -591,6 +623,7 @@ train_model() {   # train_model <name>
             extra+=(--init_param "${src}")
         fi
     fi
+    [ -z "${model_seed[${name}]:-}" ] || extra+=(--seed "${model_seed[${name}]}")
     if [ "${teacher}" != - ]; then
         extra+=(--model_conf "teacher_model_file=$(model_checkpoint "${teacher}")"
                 --model_conf "teacher_config=${expdir}/${teacher}/config.yaml")
@@ -667,7 +700,13 @@ noise_sets() {   # dump names of the babble-noise copies of the test sets
     done
 }
 make_noise_set() {   # make_noise_set <test set> <snr>
-    local src_babble="${babble_source:-${dumpdir}/raw/$(train_name)/wav.scp}"
+    local src_babble="${babble_source}"
+    if [ -z "${src_babble}" ]; then   # held-out talkers: voices and text never in training
+        src_babble="${expdir}/babble_bank"
+        [ -f "${src_babble}/.complete" ] || ${train_cmd} "${expdir}/logs/make_babble_bank.log" \
+            "${python}" -m espnet_avsr.bin.make_babble_bank --out "${src_babble}" --seed "${noise_seed}" \
+            || die "make_babble_bank failed, see ${expdir}/logs/make_babble_bank.log"
+    fi
     ${train_cmd} "${expdir}/logs/mix_noise_$1_babble$2.log" \
         "${python}" -m espnet_avsr.bin.mix_noise --data "${dumpdir}/raw/$1" \
             --out "${dumpdir}/raw/$1_babble$2" --snr "$2" --noise babble \

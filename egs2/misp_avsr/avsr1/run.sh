@@ -5,6 +5,7 @@
 #
 #   ./run.sh                          demo: synthetic corpus, tiny models, CPU (2 cores)
 #   ./run.sh --preset small           CPU, ~1 h 55 min: 0.6 h corpus, A0, V0, AV0pre, AV0/3/5/6 (RESULTS.md)
+#   ./run.sh --preset paper           CPU, MISP's regime: calibrated corpus, paper list + study, 2 seeds, claims
 #   ./run.sh --preset bench           GPU benchmark: larger corpus, paper-sized configs
 #   ./run.sh --misp_root /data/MISP2022 --preset bench --ngpu 4   the real corpus (or set db.sh)
 #   ./run.sh --preset small --dropout_study true   + the dropout study (AVd0.1 ... AVd0.7)
@@ -15,7 +16,7 @@ set -euo pipefail
 {   # parsed whole before it runs: editing run.sh during a run cannot derail that run
 
 # <options>
-preset=demo          # demo | small | bench
+preset=demo          # demo | small | paper | bench
 stage=0              # first stage (./avsr.sh --help lists them)
 stop_stage=100       # last stage
 force_stage=""       # redo these stages even where done-markers exist
@@ -30,7 +31,7 @@ speed_perturb_factors=""
 train_args=""        # extra ESPnet training options for every model, e.g. "--max_epoch 5"
 test_missing_rates="0 0.25 0.5 0.75 1.0"   # video frames dropped at test time
 test_missing_pattern=random
-test_snrs="0 -5"     # babble noise (never seen in training), decoded with complete video
+test_snrs=""         # babble SNRs (held-out talkers), complete video; default "0 -5" ("5 0 -5" for paper)
 models=""            # name:config:init[:teacher] lines (default: the preset's list)
 dropout_study=false  # true: also train AVd0.1/0.3/0.5/0.7 (video dropout on every sample) for the study figures
 dropout_study_rates="0.1 0.3 0.5 0.7"   # the study's rates (with --dropout_study true)
@@ -86,6 +87,30 @@ case "${preset}" in
             AV6:conf/train_adapter.yaml:AV5
         "}"
         ;;
+    paper)
+        # MISP's regime on 2 CPU cores (issue 15; RESULTS.md, top section): the calibrated corpus
+        # (far audio the strong modality, small blurred far mouths that help a little), the
+        # paper's model list and the dropout study, two seeds, dev + eval decodes, babble from
+        # held-out talkers at 5/0/-5 dB, and the claims table with session-level intervals.
+        # Departures, stated: V0 pre-trains the video branch (A0+V0 inits), DS front-end.
+        : "${nj:=2}" "${ngpu:=0}" "${hours:=1.2}" "${frontend:=ds}"
+        corpus_preset=calibrated
+        : "${test_snrs:=5 0 -5}"
+        dropout_study=true
+        preset_args=(--seeds "0 1" --test_sets "dev_far eval_far"
+                     --dropout_study_config conf/paper/train_avsr.yaml --dropout_study_init A0+V0
+                     --corpus_args "--split_shares 0.65,0.13,0.22")
+        : "${models:="
+            A0:conf/train_asr.yaml:-
+            V0:conf/train_vsr.yaml:-
+            AV0:conf/paper/train_avsr.yaml:A0+V0
+            AV1:conf/paper/train_avsr_drop_all.yaml:A0+V0
+            AV2:conf/paper/train_avsr_drop_p05.yaml:A0+V0
+            AV3:conf/paper/train_avsr_drop_p05_ft.yaml:AV0
+            AV5:conf/paper/train_avsr_kd.yaml:AV0:AV0
+            AV6:conf/train_adapter.yaml:AV5
+        "}"
+        ;;
     bench)
         # GPU benchmark: tens of hours, speed perturbation, paper-sized Conformers.
         : "${nj:=8}" "${ngpu:=1}" "${hours:=20}" "${frontend:=wpe_mvdr}"
@@ -102,9 +127,10 @@ case "${preset}" in
             AV6:conf/tuning/train_adapter_gpu.yaml:AV5
         "}"
         ;;
-    *) echo "$0: unknown --preset ${preset} (demo|small|bench)" >&2; exit 1 ;;
+    *) echo "$0: unknown --preset ${preset} (demo|small|paper|bench)" >&2; exit 1 ;;
 esac
 
+: "${test_snrs:=0 -5}"
 study_args=()
 [ "${dropout_study}" = true ] && study_args=(--dropout_study_rates "${dropout_study_rates}")
 

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The paper's claims with session-level intervals pooled over seeds: exp/claims.json + a
+markdown table (issue 15; rule in espnet_avsr.eval.claims.VERDICT_RULE).
+
+Inputs are tab-separated lists the recipe writes in stage 11 (only decodes of the current
+models and settings are listed, so nothing stale enters):
+
+    --decodes   base  seed  condition  score_dir     (condition: missing=<rate> | babble=<snr>)
+    --relative  dropout  seed  asr_hyp_text  avsr_hyp_text   (relative CER of the study models)
+    --similarity dropout seed value                          (ASR/AVSR similarity of the study)
+
+Each score dir's result.json names its reference and hypothesis texts; they are re-scored
+per utterance here, since the interval resamples sessions of utterances.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from espnet_avsr.eval.bias import relative_cer
+from espnet_avsr.eval.cer import CorpusScore, score_corpus
+from espnet_avsr.eval.claims import evaluate_claims, format_claims
+from espnet_avsr.eval.io import read_text
+
+
+def _rows(path: Optional[str], width: int) -> List[List[str]]:
+    if not path:
+        return []
+    out = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != width:
+            raise ValueError(f"{path}:{n}: expected {width} tab-separated columns, got {len(cols)}")
+        out.append(cols)
+    return out
+
+
+def _by_seed(items: List[Tuple[int, object]]) -> List:
+    seeds = [s for s, _ in items]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the same seed appears twice: {sorted(seeds)}")
+    return [x for _, x in sorted(items, key=lambda t: t[0])]
+
+
+def load_scores(decodes: str) -> Dict[str, Dict[str, List[CorpusScore]]]:
+    acc: Dict[Tuple[str, str], List[Tuple[int, CorpusScore]]] = defaultdict(list)
+    for base, seed, cond, score_dir in _rows(decodes, 4):
+        result = Path(score_dir) / "result.json"
+        if not result.is_file():
+            raise FileNotFoundError(f"{result}: no score (decode {base} seed {seed} {cond} not finished?)")
+        rec = json.loads(result.read_text(encoding="utf-8"))
+        acc[(base, cond)].append((int(seed), score_corpus(read_text(rec["ref"]), read_text(rec["hyp"]))))
+    scores: Dict[str, Dict[str, List[CorpusScore]]] = defaultdict(dict)
+    for (base, cond), items in acc.items():
+        scores[base][cond] = _by_seed(items)
+    return scores
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--decodes", required=True)
+    p.add_argument("--relative", default=None)
+    p.add_argument("--similarity", default=None)
+    p.add_argument("--babble_snrs", default="", help="babble SNRs decoded, e.g. '5 0 -5'")
+    p.add_argument("--num_boot", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--out_json", required=True)
+    p.add_argument("--out_md", required=True)
+    args = p.parse_args(cmd)
+    try:
+        scores = load_scores(args.decodes)
+        rel_acc: Dict[float, List[Tuple[int, CorpusScore]]] = defaultdict(list)
+        for rate, seed, asr, avsr in _rows(args.relative, 4):
+            rel_acc[float(rate)].append((int(seed), relative_cer(read_text(asr), read_text(avsr))))
+        sim_acc: Dict[float, List[Tuple[int, float]]] = defaultdict(list)
+        for rate, seed, value in _rows(args.similarity, 3):
+            sim_acc[float(rate)].append((int(seed), float(value)))
+        claims = evaluate_claims(
+            scores, relative={k: _by_seed(v) for k, v in rel_acc.items()} or None,
+            similarity={k: _by_seed(v) for k, v in sim_acc.items()} or None,
+            babble_snrs=[float(x) for x in args.babble_snrs.split()], num_boot=args.num_boot, seed=args.seed)
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"make_claims: error: {e}")
+    Path(args.out_json).write_text(json.dumps([c.as_dict() for c in claims], indent=1) + "\n", encoding="utf-8")
+    md = format_claims(claims)
+    Path(args.out_md).write_text(md + "\n", encoding="utf-8")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

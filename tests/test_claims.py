@@ -1,0 +1,129 @@
+"""Claims with session-level intervals pooled over seeds (issue 15, deliverable 5)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from espnet_avsr.eval.cer import score_corpus
+from espnet_avsr.eval.claims import babble, evaluate_claims, format_claims, missing, verdict
+from espnet_avsr.eval.significance import paired_bootstrap, session_bootstrap
+
+
+def _refs(n_sessions=12, per_session=5):
+    refs = {}
+    for s in range(n_sessions):
+        for u in range(per_session):
+            refs[f"S{s:03d}_R01_S{s:03d}002_C01_I{s}_{100 * u:06d}-{100 * u + 90:06d}"] = "今天晚上看电视吗"
+    return refs
+
+
+def _hyps(refs, wrong, rng):
+    """Hypotheses with ``wrong`` characters wrong per utterance on average."""
+    out = {}
+    for k, ref in refs.items():
+        chars = list(ref)
+        for i in rng.choice(len(chars), min(len(chars), rng.poisson(wrong)), replace=False):
+            chars[i] = "错"
+        out[k] = "".join(chars)
+    return out
+
+
+def test_verdict_rule():
+    assert verdict(-0.05, -0.01, lower=True) == "holds"
+    assert verdict(-0.05, 0.01, lower=True) == "within noise"
+    assert verdict(0.01, 0.05, lower=True) == "contradicted"
+    assert verdict(0.01, 0.05, lower=False) == "holds"
+
+
+def test_session_bootstrap_is_wider_than_the_utterance_one_when_sessions_differ():
+    rng = np.random.default_rng(0)
+    refs = _refs()
+    # B is better on some sessions, much worse on others: utterances within a session agree
+    a = score_corpus(refs, _hyps(refs, 2, rng))
+    hb = {}
+    for k, ref in refs.items():
+        sess = int(k.split("_")[4][1:])
+        hb[k] = _hyps({k: ref}, 0 if sess % 2 else 4, rng)[k]
+    b = score_corpus(refs, hb)
+    per_session = session_bootstrap([(a, b)], num_boot=2000)
+    per_utt = paired_bootstrap([u.counts.errors for u in a.utts], [u.counts.errors for u in b.utts],
+                               [u.counts.ref_chars for u in a.utts], num_boot=2000)
+    assert per_session.num_sessions == 12 and per_session.delta == pytest.approx(per_utt.delta)
+    assert per_session.ci_high - per_session.ci_low > 1.2 * (per_utt.ci_high - per_utt.ci_low)
+
+
+def test_session_bootstrap_pools_seeds_and_refuses_other_utterances():
+    rng = np.random.default_rng(1)
+    refs = _refs()
+    pairs = [(score_corpus(refs, _hyps(refs, 3, rng)), score_corpus(refs, _hyps(refs, 1, rng))) for _ in range(2)]
+    boot = session_bootstrap(pairs, num_boot=500)
+    assert boot.num_seeds == 2 and boot.ci_high < 0
+    errs = sum(s.total.errors for p in pairs for s in p[1:]) - sum(p[0].total.errors for p in pairs)
+    assert boot.delta == pytest.approx(errs / (2 * pairs[0][0].total.ref_chars))
+    other = score_corpus(dict(list(refs.items())[:-1]), _hyps(dict(list(refs.items())[:-1]), 1, rng))
+    with pytest.raises(ValueError, match="same utterances"):
+        session_bootstrap([(pairs[0][0], other)])
+
+
+def test_claims_from_scores():
+    rng = np.random.default_rng(2)
+    refs = _refs()
+    sc = lambda w: [score_corpus(refs, _hyps(refs, w, rng)) for _ in range(2)]  # two seeds
+    scores = {
+        "A0": {missing(r): sc(2.0) for r in (0, 1)} | {babble(-5): sc(5.0)},
+        "AV0": {missing(0): sc(1.0), missing(1): sc(3.0), babble(-5): sc(4.0)},
+        "AV6": {missing(1): sc(2.0), babble(-5): sc(1.0)},
+    }
+    claims = {c.name: c for c in evaluate_claims(scores, babble_snrs=[-5], num_boot=500)}
+    assert claims["av0_beats_a0"].verdict == "holds"
+    assert claims["av0_bias"].verdict == "holds"
+    assert claims["av0_beats_a0"].seeds_b == [s.total.cer for s in scores["AV0"][missing(0)]]
+    assert claims["dropout_tradeoff"].verdict == "not run"  # no AV1 decoded
+    assert claims["av6_best_babble=-5"].verdict == "holds"
+    assert claims["av6_no_worse"].verdict == "within noise"  # same error rate as A0
+    table = format_claims(list(claims.values()))
+    assert "**holds**" in table and "Verdict rule" in table and "not run" in table
+
+
+def test_relative_cer_trend():
+    rng = np.random.default_rng(3)
+    refs = _refs()
+    rel = {d: [score_corpus(refs, _hyps(refs, w, rng)) for _ in range(2)]
+           for d, w in ((0.1, 4.0), (0.3, 3.0), (0.5, 2.0), (0.7, 1.0))}
+    claims = evaluate_claims({}, relative=rel, similarity={0.1: [0.5, 0.6], 0.3: [0.6, 0.7], 0.7: [0.8, 0.75]},
+                             num_boot=300)
+    by = {c.name: c for c in claims}
+    assert by["relative_cer_falls"].verdict == "holds" and by["relative_cer_falls"].delta < 0
+    assert by["similarity_rises"].verdict == "holds"
+
+
+def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
+    import json
+
+    from espnet_avsr.bin.make_claims import main as make_claims
+    from espnet_avsr.eval.io import write_score_dir
+
+    rng = np.random.default_rng(4)
+    refs = _refs()
+    ref_path = tmp_path / "ref"
+    ref_path.write_text("".join(f"{k} {v}\n" for k, v in refs.items()), encoding="utf-8")
+    rows = []
+    for base, wrong in (("A0", 2.0), ("AV0", 0.5)):
+        for seed in (1, 0):
+            for cond in ("missing=0", "missing=1"):
+                d = tmp_path / f"{base}_{seed}_{cond}"
+                d.mkdir()
+                hyp = _hyps(refs, wrong if cond == "missing=0" or base == "A0" else 3.0, rng)
+                (d / "text").write_text("".join(f"{k} {v}\n" for k, v in hyp.items()), encoding="utf-8")
+                write_score_dir(d / "score", score_corpus(refs, hyp), {}, str(ref_path), str(d / "text"))
+                rows.append(f"{base}\t{seed}\t{cond}\t{d / 'score'}")
+    (tmp_path / "decodes.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    make_claims(["--decodes", str(tmp_path / "decodes.tsv"), "--num_boot", "300",
+                 "--out_json", str(tmp_path / "claims.json"), "--out_md", str(tmp_path / "claims.md")])
+    claims = {c["name"]: c for c in json.loads((tmp_path / "claims.json").read_text())}
+    assert claims["av0_beats_a0"]["verdict"] == "holds" and claims["av0_bias"]["verdict"] == "holds"
+    assert len(claims["av0_beats_a0"]["seeds_a"]) == 2
+    assert "AV0 < A0 with complete video" in (tmp_path / "claims.md").read_text()
+    (tmp_path / "bad.tsv").write_text("A0\t0\tmissing=0\n")
+    with pytest.raises(SystemExit, match="expected 4 tab-separated columns"):
+        make_claims(["--decodes", str(tmp_path / "bad.tsv"), "--out_json", "x", "--out_md", "y"])
