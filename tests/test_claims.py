@@ -124,6 +124,10 @@ def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
     assert claims["av0_beats_a0"]["verdict"] == "holds" and claims["av0_bias"]["verdict"] == "holds"
     assert len(claims["av0_beats_a0"]["seeds_a"]) == 2
     assert "AV0 < A0 with complete video" in (tmp_path / "claims.md").read_text()
+    sim = tmp_path / "rep_similarity.json"
+    sim.write_text(json.dumps({"pairs": [{"cka": 0.5}, {"cka": 0.7}, {"cka": None}]}))
+    from espnet_avsr.bin.make_claims import _similarity
+    assert _similarity(str(sim)) == pytest.approx(0.6) and _similarity("0.25") == 0.25
     (tmp_path / "bad.tsv").write_text("A0\t0\tmissing=0\n")
     with pytest.raises(SystemExit, match="expected 4 tab-separated columns"):
         make_claims(["--decodes", str(tmp_path / "bad.tsv"), "--out_json", "x", "--out_md", "y"])

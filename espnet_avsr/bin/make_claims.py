@@ -7,7 +7,8 @@ models and settings are listed, so nothing stale enters):
 
     --decodes   base  seed  condition  score_dir     (condition: missing=<rate> | babble=<snr>)
     --relative  dropout  seed  asr_hyp_text  avsr_hyp_text   (relative CER of the study models)
-    --similarity dropout seed value                          (ASR/AVSR similarity of the study)
+    --similarity dropout seed value|rep_similarity.json      (ASR/AVSR similarity of the study;
+                                                              a json gives the mean linear CKA of its pairs)
 
 Each score dir's result.json names its reference and hypothesis texts; they are re-scored
 per utterance here, since the interval resamples sessions of utterances.
@@ -62,6 +63,18 @@ def load_scores(decodes: str) -> Dict[str, Dict[str, List[CorpusScore]]]:
     return scores
 
 
+def _similarity(value: str) -> float:
+    """A number, or the mean linear CKA over the layer pairs of a rep_similarity.json."""
+    try:
+        return float(value)
+    except ValueError:
+        pairs = json.loads(Path(value).read_text(encoding="utf-8"))["pairs"]
+        cka = [p["cka"] for p in pairs if p.get("cka") is not None]
+        if not cka:
+            raise ValueError(f"{value}: no CKA value in its pairs")
+        return sum(cka) / len(cka)
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -81,7 +94,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             rel_acc[float(rate)].append((int(seed), relative_cer(read_text(asr), read_text(avsr))))
         sim_acc: Dict[float, List[Tuple[int, float]]] = defaultdict(list)
         for rate, seed, value in _rows(args.similarity, 3):
-            sim_acc[float(rate)].append((int(seed), float(value)))
+            sim_acc[float(rate)].append((int(seed), _similarity(value)))
         claims = evaluate_claims(
             scores, relative={k: _by_seed(v) for k, v in rel_acc.items()} or None,
             similarity={k: _by_seed(v) for k, v in sim_acc.items()} or None,
