@@ -16,7 +16,8 @@ Usage: ./avsr.sh [options]   (any variable below as --name value)
                                + score, 11 report)
   --force_stage "N ..."        redo these stages even where done-markers exist
   --nj N / --decode_nj N       parallel jobs for data stages / decoding
-  --ngpu N --use_amp BOOL      training devices (N > 1: DDP through ESPnet)
+  --ngpu N                     training devices (N > 1: DDP through ESPnet)
+  --use_amp true|false         mixed precision; empty (default) = use_amp of each training config
   --cmd_backend local|slurm    job launcher (cmd.sh)
   --misp_root DIR              real MISP release; empty = synthetic corpus (--hours, --corpus_seed)
   --train_set/--valid_set/--test_sets   <set>_<field> names, e.g. train_far dev_far "eval_far"
@@ -36,7 +37,7 @@ force_stage=""
 nj=4
 decode_nj=""
 ngpu=0
-use_amp=false
+use_amp=""          # empty: each training config's use_amp decides (ESPnet's default: false)
 cmd_backend="${cmd_backend:-local}"
 train_threads=""     # CPU threads of a training job (default: all cores when --ngpu 0, else 1)
 python=python
@@ -101,6 +102,7 @@ misp_root="${MISP_ROOT:-}"
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
 [ -n "${decode_nj}" ] || decode_nj="${nj}"
+case "${use_amp}" in ""|true|false) ;; *) die "--use_amp takes true or false (or empty: the config decides), got '${use_amp}'" ;; esac
 if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
     train_threads=1
     [ "${ngpu}" -eq 0 ] && train_threads="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)"   # nproc obeys OMP_NUM_THREADS, which path.sh pins to 1
@@ -501,6 +503,8 @@ train_model() {   # train_model <name>
         extra+=(--model_conf "teacher_model_file=$(model_checkpoint "${teacher}")"
                 --model_conf "teacher_config=${expdir}/${teacher}/config.yaml")
     fi
+    # --use_amp only when given: on ESPnet's command line it would override the config's use_amp
+    [ -n "${use_amp}" ] && extra+=(--use_amp "${use_amp}")
     if [ "${ngpu}" -gt 1 ]; then
         rm -f "${out}/.dist_init"
         extra+=(--multiprocessing_distributed true --dist_init_method "file://${root_dir}/${out}/.dist_init")
@@ -523,7 +527,7 @@ train_model() {   # train_model <name>
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" "${out}/train.log" \
         "${python}" -m "$(train_module "${task}")" --config "${config}" $(token_opts) \
             $(data_opts train "$(train_name)" "${task}") $(data_opts valid "${valid_set}" "${task}") \
-            "${stats_opts[@]}" --resume true --ngpu "${ngpu}" --use_amp "${use_amp}" \
+            "${stats_opts[@]}" --resume true --ngpu "${ngpu}" \
             --output_dir "${out}" "${extra[@]}" ${train_args} \
         || die "training ${name} failed, see ${out}/train.log"
     model_checkpoint "${name}" > /dev/null
