@@ -26,6 +26,9 @@ Usage: ./avsr.sh [options]   (any variable below as --name value)
   --models "NAME:CONFIG:INIT[:TEACHER] ..."               one model per line or word
   --dropout_study_rates "0.1 0.3 0.5 0.7"               add the dropout-study models AVd<rate>
   --test_missing_rates "0 0.25 ..." --test_missing_pattern random --test_snrs "0 -5"
+  --inference_args "..."       extra decoding options; --inference_tag NAME (default: derived)
+  --decode_mode beam|ctc_greedy --gpu_inference true|false
+                               decodes land in exp/<model>/<inference tag>/<set>[_miss<rate>_<pattern>]
   --train_threads N            CPU threads of a training job (default: all cores on CPU)
 EOF
 )
@@ -80,6 +83,9 @@ best_model=valid.acc.ave.pth
 asr_decode_config=conf/decode_asr.yaml
 avsr_decode_config=conf/decode_avsr.yaml
 inference_args=""
+inference_tag=""           # decode dir name (ESPnet's); empty = derived from decode config, args, model file
+decode_mode=beam           # beam (joint CTC/attention beam search) | ctc_greedy (CTC best path)
+gpu_inference=false        # decode on a GPU (one per decoding job)
 test_missing_rates="0 0.25 0.5 0.75 1.0"
 test_missing_pattern=random
 test_missing_fill=""
@@ -102,6 +108,7 @@ misp_root="${MISP_ROOT:-}"
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
 [ -n "${decode_nj}" ] || decode_nj="${nj}"
+case "${decode_mode}" in beam|ctc_greedy) ;; *) die "--decode_mode takes beam or ctc_greedy, got '${decode_mode}'" ;; esac
 case "${use_amp}" in ""|true|false) ;; *) die "--use_amp takes true or false (or empty: the config decides), got '${use_amp}'" ;; esac
 if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
     train_threads=1
@@ -600,40 +607,59 @@ print(" ".join(f"{k}={str(v).replace(' ', '').replace(',', '-')}" for k, v in me
 PY
 }
 
-decode_one() {   # decode_one <model> <test dump name> <missing rate|-> <decode dir>
-    local name="$1" test="$2" rate="$3" dir="$4"
-    local i; i="$(model_index "${name}")"
-    local d="${dumpdir}/raw/${test}" task=avsr
-    is_asr_model "${name}" && task=asr
-    local n; n="$(wc -l < "${d}/wav.scp")"
-    [ "${n}" -lt "${decode_nj}" ] || n="${decode_nj}"
-    mkdir -p "${dir}/logdir"
-    rm -rf "${dir}"/logdir/output.* "${dir}"/logdir/keys.*
-    split_keys "${d}/wav.scp" "${n}" "${dir}/logdir/keys"
-    local ckpt; ckpt="$(model_checkpoint "${name}")"
-    if [ "${task}" = asr ]; then
-        # shellcheck disable=SC2046
-        ${decode_cmd} JOB=1:"${n}" "${dir}/logdir/decode.JOB.log" \
-            "${python}" -m espnet2.bin.asr_inference --ngpu 0 --batch_size 1 \
-                $(data_opts data "${test}" asr) --key_file "${dir}/logdir/keys.JOB.scp" \
-                --asr_train_config "${expdir}/${name}/config.yaml" --asr_model_file "${ckpt}" \
-                --config "${asr_decode_config}" --output_dir "${dir}/logdir/output.JOB" ${inference_args}
-    else
-        local fill=() cfg="${expdir}/${name}/config.yaml"
-        [ -n "${test_missing_fill}" ] && fill=(--missing_fill "${test_missing_fill}")
-        if is_adapter_model "${name}"; then   # base weights + adapter-only checkpoint
-            fill+=(--adapter_file "${ckpt}")
-            ckpt="$(model_checkpoint "${inits[$i]}")"
+# Decode directories, ESPnet style: ${expdir}/<model>/<inference tag>/<set>[_miss<rate>_<pattern>].
+# The tag is derived from what decides the hypotheses (decode config, --inference_args, decode mode,
+# missing-video fill and seed, the checkpoint file), so changed settings decode into a new directory;
+# decode_settings in it records the rest (config contents, checkpoint identity) and a mismatch redoes it.
+decode_config_of() { if is_asr_model "$1"; then echo "${asr_decode_config}"; else echo "${avsr_decode_config}"; fi; }
+decode_root_of() {   # decode_root_of <model>
+    local tag="${inference_tag}"
+    if [ -z "${tag}" ]; then
+        tag="$(basename "$(decode_config_of "$1")" .yaml)"
+        [ -n "${inference_args}" ] && tag+="$(echo "${inference_args}" | sed -e 's/--/_/g' -e 's/[ |=]//g')"
+        [ "${decode_mode}" = beam ] || tag+="_${decode_mode}"
+        if ! is_asr_model "$1"; then
+            [ -n "${test_missing_fill}" ] && tag+="_fill${test_missing_fill}"
+            [ "${test_missing_seed}" = 0 ] || tag+="_mseed${test_missing_seed}"
         fi
-        # shellcheck disable=SC2046
-        ${decode_cmd} JOB=1:"${n}" "${dir}/logdir/decode.JOB.log" \
-            "${python}" -m espnet_avsr.bin.avsr_inference --ngpu 0 --batch_size 1 \
-                $(data_opts data "${test}" avsr) --key_file "${dir}/logdir/keys.JOB.scp" \
-                --asr_train_config "${cfg}" --asr_model_file "${ckpt}" \
-                --config "${avsr_decode_config}" --output_dir "${dir}/logdir/output.JOB" \
-                --missing_rate "${rate}" --missing_pattern "${test_missing_pattern}" \
-                --missing_seed "${test_missing_seed}" "${fill[@]}" ${inference_args}
+        tag+="_$(basename "$(model_checkpoint "$1")" .pth)"
     fi
+    echo "${expdir}/$1/${tag}"
+}
+decode_dir_of() {   # decode_dir_of <model> <test> <rate|->
+    local root; root="$(decode_root_of "$1")"
+    if [ "$3" = - ]; then echo "${root}/$2"; else echo "${root}/$2_miss$3_${test_missing_pattern}"; fi
+}
+decode_conditions_of() {   # decode_conditions_of <model>: "<test> <rate|->" per line
+    local test rate
+    for test in ${test_sets} $(noise_sets); do
+        if is_vsr_model "$1"; then   # a lip reader: complete video, clean sets only
+            [[ "${test}" == *_babble* ]] || echo "${test} 0"
+        elif is_asr_model "$1"; then
+            echo "${test} -"
+        else
+            rates="${test_missing_rates}"
+            [[ "${test}" == *_babble* ]] && rates="${noise_missing_rates}"
+            for rate in ${rates}; do echo "${test} ${rate}"; done
+        fi
+    done
+}
+decode_settings() {   # decode_settings <model>: everything a decode of this model depends on
+    local ckpt; ckpt="$(model_checkpoint "$1")"
+    echo "decode_config $(decode_config_of "$1")"
+    cat "$(decode_config_of "$1")"
+    echo "inference_args ${inference_args}"
+    echo "decode_mode ${decode_mode}"
+    echo "missing ${test_missing_pattern} ${test_missing_fill:-zeros} ${test_missing_seed}"
+    echo "checkpoint ${ckpt} $(stat -L -c '%s %Y' "${ckpt}")"
+    if is_adapter_model "$1"; then
+        local base; base="$(model_checkpoint "${inits[$(model_index "$1")]}")"
+        echo "base ${base} $(stat -L -c '%s %Y' "${base}")"
+    fi
+}
+score_condition() {   # score_condition <model> <test> <rate|-> <decode dir> <jobs>
+    local name="$1" test="$2" rate="$3" dir="$4" n="$5" d="${dumpdir}/raw/$2"
+    # shellcheck disable=SC2046
     merge_parts "${dir}/text" $(for j in $(seq "${n}"); do echo "${dir}/logdir/output.${j}/1best_recog/text"; done)
     local snr=clean base="${test}"
     if [[ "${test}" =~ ^(.*)_babble(-?[0-9.]+)$ ]]; then base="${BASH_REMATCH[1]}"; snr="${BASH_REMATCH[2]}"; fi
@@ -645,32 +671,81 @@ decode_one() {   # decode_one <model> <test dump name> <missing rate|-> <decode 
         noise=$([ "${snr}" = clean ] && echo none || echo babble) "${miss[@]}" \
         > "${dir}/score_cer.log" 2>&1 || die "scoring failed, see ${dir}/score_cer.log"
 }
-decode_dir_of() {   # decode_dir_of <model> <test> <rate|->
-    if [ "$3" = - ]; then echo "${expdir}/$1/decode_$2"; else echo "${expdir}/$1/decode_$2_miss$3_${test_missing_pattern}"; fi
+# decode_model <model>: its pending conditions in one process per job (model loaded once),
+# each job a round-robin share of every test set's utterances; then each condition is scored.
+decode_model() {
+    local name="$1" root; root="$(decode_root_of "$1")"
+    local i; i="$(model_index "${name}")"
+    local settings; settings="$(decode_settings "${name}")"
+    if [ -f "${root}/decode_settings" ] && [ "$(cat "${root}/decode_settings")" != "${settings}" ]; then
+        log_msg "decode settings of ${name} changed since ${root} was decoded: decoding again"
+        rm -rf "${root}"
+    fi
+    local pending=() test rate dir
+    while read -r test rate; do
+        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+        unit_is_done "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" || pending+=("${test} ${rate}")
+    done < <(decode_conditions_of "${name}")
+    if [ "${#pending[@]}" -eq 0 ]; then
+        log_msg "[skip] decode ${name}: every condition done already (${root})"
+        return 0
+    fi
+    mkdir -p "${root}/logdir"
+    printf '%s\n' "${settings}" > "${root}/decode_settings"
+    local n="${decode_nj}" c sets=""
+    for c in "${pending[@]}"; do
+        test="${c% *}"
+        [[ " ${sets} " == *" ${test} "* ]] || sets+=" ${test}"
+    done
+    for test in ${sets}; do   # every job gets a share of every set
+        c="$(wc -l < "${dumpdir}/raw/${test}/wav.scp")"
+        [ "${c}" -lt "${n}" ] && n="${c}"
+    done
+    local conds=()
+    for test in ${sets}; do
+        rm -f "${root}/logdir/keys.${test}".*.scp
+        split_keys "${dumpdir}/raw/${test}/wav.scp" "${n}" "${root}/logdir/keys.${test}"
+    done
+    for c in "${pending[@]}"; do
+        test="${c% *}"; rate="${c#* }"
+        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+        rm -rf "${dir}"; mkdir -p "${dir}/logdir"
+        conds+=(--condition "out=${dir}/logdir/output.JOB,data=${dumpdir}/raw/${test},rate=${rate},keys=${root}/logdir/keys.${test}.JOB.scp")
+    done
+    local ckpt; ckpt="$(model_checkpoint "${name}")"
+    local task=avsr opts=()
+    if is_asr_model "${name}"; then
+        task=asr
+    else
+        opts=(--missing_pattern "${test_missing_pattern}" --missing_seed "${test_missing_seed}")
+        [ -n "${test_missing_fill}" ] && opts+=(--missing_fill "${test_missing_fill}")
+        if is_adapter_model "${name}"; then   # base weights + adapter-only checkpoint
+            opts+=(--adapter_file "${ckpt}")
+            ckpt="$(model_checkpoint "${inits[$i]}")"
+        fi
+    fi
+    local cmd="${decode_cmd}" ngpu_dec=0
+    if "${gpu_inference}"; then cmd="${cuda_cmd} --gpu 1"; ngpu_dec=1; fi
+    log_msg "decoding ${name}: ${#pending[@]} condition(s) in ${n} job(s), one model load each; logs ${root}/logdir/decode.*.log"
+    # shellcheck disable=SC2086
+    ${cmd} JOB=1:"${n}" "${root}/logdir/decode.JOB.log" \
+        "${python}" -m espnet_avsr.bin.decode_conditions --task "${task}" --mode "${decode_mode}" "${conds[@]}" \
+            --asr_train_config "${expdir}/${name}/config.yaml" --asr_model_file "${ckpt}" \
+            --config "$(decode_config_of "${name}")" --ngpu "${ngpu_dec}" --batch_size 1 "${opts[@]}" ${inference_args} \
+        || die "decoding ${name} failed, see ${root}/logdir/decode.*.log"
+    for c in "${pending[@]}"; do
+        test="${c% *}"; rate="${c#* }"
+        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+        unit "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" \
+            score_condition "${name}" "${test}" "${rate}" "${dir}" "${n}"
+    done
 }
 if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${test_snrs:-none}) and score"; then
     for x in $(noise_sets); do
         unit "noise_${x}" "${dumpdir}/raw/${x}/wav.scp" make_noise_set "${x%_babble*}" "${x##*_babble}"
     done
     for name in "${names[@]}"; do
-        for test in ${test_sets} $(noise_sets); do
-            if is_vsr_model "${name}"; then   # a lip reader: complete video, clean sets only
-                [[ "${test}" == *_babble* ]] && continue
-                dir="$(decode_dir_of "${name}" "${test}" 0)"
-                unit "decode_${name}_${test}_0" "${dir}/score_cer/result.json" decode_one "${name}" "${test}" 0 "${dir}"
-            elif is_asr_model "${name}"; then
-                dir="$(decode_dir_of "${name}" "${test}" -)"
-                unit "decode_${name}_${test}" "${dir}/score_cer/result.json" decode_one "${name}" "${test}" - "${dir}"
-            else
-                rates="${test_missing_rates}"
-                [[ "${test}" == *_babble* ]] && rates="${noise_missing_rates}"
-                for rate in ${rates}; do
-                    dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
-                    unit "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" \
-                        decode_one "${name}" "${test}" "${rate}" "${dir}"
-                done
-            fi
-        done
+        decode_model "${name}"
     done
     stage_end
 fi
@@ -684,6 +759,8 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
                 ref_dir="$(decode_dir_of "${relative_ref}" "${test}" -)"
                 for rate in ${test_missing_rates}; do
                     dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+                    # keyed by both decodes: a newer reference decode redoes it
+                    if [ "${ref_dir}/text" -nt "${dir}/relative_cer/relative_cer.json" ]; then rm -rf "${dir}/relative_cer"; fi
                     # shellcheck disable=SC2046
                     unit "relcer_${name}_${test}_${rate}" "${dir}/relative_cer" \
                         "${python}" -m espnet_avsr.bin.relative_cer --ref_hyp "${ref_dir}/text" \
@@ -714,8 +791,24 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
                     --meta $(model_meta "${name}") "test_set=${test}" "ref_model=${relative_ref}"
         done
     fi
-    # the report is cheap and reads everything: always rebuilt
-    "${python}" -m espnet_avsr.bin.make_report --exp "${expdir}" --out "${expdir}/RESULTS.md" \
+    # The report reads a view of the current results only: this run's decode dirs (not those of
+    # earlier decode settings) and similarity dirs, linked under ${expdir}/.report_view/<model>/.
+    view="${expdir}/.report_view"
+    rm -rf "${view}"
+    for name in "${names[@]}"; do
+        mkdir -p "${view}/${name}"
+        while read -r test rate; do
+            dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+            if [ -f "${dir}/score_cer/result.json" ]; then
+                ln -s "$(cd "${dir}" && pwd)" "${view}/${name}/$(basename "${dir}")"
+            fi
+        done < <(decode_conditions_of "${name}")
+        for dir in "${expdir}/${name}"/rep_similarity_*; do
+            if [ -d "${dir}" ]; then ln -s "$(cd "${dir}" && pwd)" "${view}/${name}/$(basename "${dir}")"; fi
+        done
+    done
+    # the report is cheap: always rebuilt
+    "${python}" -m espnet_avsr.bin.make_report --exp "${view}" --out "${expdir}/RESULTS.md" \
         --plots "${expdir}/plots" ${report_args}
     log_msg "report: ${expdir}/RESULTS.md"
     stage_end
