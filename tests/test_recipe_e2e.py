@@ -93,7 +93,7 @@ def test_recipe_end_to_end(tmp_path):
     assert (meta["model"], meta["init"], meta["missing_rate"], meta["train_dropout"]) == ("AV0", "A0+V0", 0.5, 0)
     assert "V0" in (work / "exp" / "AV0" / "init.pth.report.txt").read_text()
     # the lip reader decodes complete video of the clean test set only
-    v0_decodes = sorted(p.parent.parent.name for p in (work / "exp" / "V0").glob("decode_*/*/score_cer"))
+    v0_decodes = sorted(p.parent.name for p in (work / "exp" / "V0").glob("decode_*/*/score_cer"))
     assert v0_decodes == ["eval_far_miss0_random"], v0_decodes
     v0_meta = json.loads(decoded("V0", v0_decodes[0]).read_text())["meta"]
     assert (v0_meta["modality"], v0_meta["missing_rate"]) == ("video", 0)
