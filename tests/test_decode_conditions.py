@@ -95,6 +95,14 @@ def test_asr_conditions_equal_espnet_asr_inference(sets):
         "--condition", f"out={tmp / 'asr_all1'},data={b},rate=-", *common], tmp)
     for i in range(2):
         assert _outputs(tmp / f"asr_one{i}") == _outputs(tmp / f"asr_all{i}")
+    # two models in one process ("---" between their options): the same outputs again
+    av = ["--asr_train_config", tmp / "av" / "config.yaml", "--asr_model_file", tmp / "av" / "model.pth",
+          "--beam_size", 3, "--missing_pattern", "segment", "--missing_seed", 7]
+    run_cli("espnet_avsr.bin.decode_conditions", [
+        "--task", "asr", "--condition", f"out={tmp / 'two_asr'},data={b},rate=-", *common, "---",
+        "--task", "avsr", "--condition", f"out={tmp / 'two_av'},data={b},rate=1.0", *av], tmp)
+    assert _outputs(tmp / "two_asr") == _outputs(tmp / "asr_one1")
+    assert _outputs(tmp / "two_av") == _outputs(tmp / "one3")
 
 
 def test_ctc_greedy_is_the_best_path(sets):

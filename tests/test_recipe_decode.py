@@ -58,13 +58,13 @@ def test_changed_decode_settings_get_a_new_dir_and_the_report_uses_it(exp):
     for rate in ("0", "1.0"):
         res = json.loads((old / f"eval_far_miss{rate}_random" / "score_cer" / "result.json").read_text())
         assert res["num_utts"] == 4 and res["meta"]["missing_rate"] == float(rate)
-    assert out.count("one model load each") == 1  # both conditions in one decode run
-    assert len(list((old / "logdir").glob("decode.*.log"))) == 2  # one process per job, both conditions each
+    assert out.count("one process each for all models") == 1  # both conditions in one decode run
+    assert len(list((exp / "exp" / "logs").glob("decode.*.log"))) == 2  # one process per job
     assert _view(exp) == {f"eval_far_miss{r}_random": f"{old.name}/eval_far_miss{r}_random" for r in ("0", "1.0")}
 
     # the same settings again: nothing is decoded
     again = _run(exp, "--inference_args", "--maxlenratio 0.5", stop=10)
-    assert "[skip] decode AV0" in again and "one model load each" not in again
+    assert "[skip] decode AV0" in again and "one process each" not in again
 
     # another setting: a new directory, and the report reads it, not the old one
     _run(exp, "--inference_args", "--maxlenratio 0.4")
@@ -77,5 +77,5 @@ def test_changed_decode_settings_get_a_new_dir_and_the_report_uses_it(exp):
     # the decode config edited in place (same name, same tag): its settings record redoes the decode
     (exp / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 3, "ctc_weight": 0.3, "nbest": 1}))
     edited = _run(exp, "--inference_args", "--maxlenratio 0.4", stop=10)
-    assert "decode settings of AV0 changed" in edited and "one model load each" in edited
+    assert "decode settings of AV0 changed" in edited and "one process each for all models" in edited
     assert "beam_size: 3" in (new / "decode_settings").read_text()

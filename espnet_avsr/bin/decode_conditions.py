@@ -11,6 +11,9 @@ ESPnet's start-up (~25 s) and the model build were paid every time.
         --condition out=exp/AV0/decode_x/eval_far_miss0.5_random/logdir/output.1,data=dump/raw/eval_far,rate=0.5,keys=k.1.scp \
         --condition out=...,data=dump/raw/eval_far_babble0,rate=0
 
+Several models in one process (one start-up for all): their option lists joined by ``---``,
+decoded one model after the other, each model built once.
+
 ``--task asr`` decodes a stock ESPnet ASR model with ESPnet's ``Speech2Text`` (rate ``-``).
 Every other option is the task's inference option (``espnet_avsr.bin.avsr_inference`` or
 ``espnet2.bin.asr_inference``, ``--config`` included) and is parsed by that tool's own
@@ -211,14 +214,24 @@ def decode_asr(conditions: Sequence[Condition], rest: List[str], mode: str) -> N
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
+    """Options of one model; several models in one process: their option lists joined by ``---``."""
     import sys
 
-    a, rest = _split_args(list(sys.argv[1:] if cmd is None else cmd))
-    logging.basicConfig(level=a.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    outs = [c.out for c in a.condition]
+    argv = list(sys.argv[1:] if cmd is None else cmd)
+    blocks: List[List[str]] = [[]]
+    for arg in argv:
+        if arg == "---":
+            blocks.append([])
+        else:
+            blocks[-1].append(arg)
+    parsed = [_split_args(b) for b in blocks]  # every block checked before the first decode
+    outs = [c.out for a, _ in parsed for c in a.condition]
     if len(set(outs)) != len(outs):
         raise SystemExit("decode_conditions: two conditions write the same output dir")
-    (decode_avsr if a.task == "avsr" else decode_asr)(a.condition, rest + ["--log_level", a.log_level], a.mode)
+    logging.basicConfig(level=parsed[0][0].log_level,
+                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    for a, rest in parsed:
+        (decode_avsr if a.task == "avsr" else decode_asr)(a.condition, rest + ["--log_level", a.log_level], a.mode)
 
 
 if __name__ == "__main__":

@@ -671,17 +671,18 @@ score_condition() {   # score_condition <model> <test> <rate|-> <decode dir> <jo
         noise=$([ "${snr}" = clean ] && echo none || echo babble) "${miss[@]}" \
         > "${dir}/score_cer.log" 2>&1 || die "scoring failed, see ${dir}/score_cer.log"
 }
-# decode_model <model>: its pending conditions in one process per job (model loaded once),
-# each job a round-robin share of every test set's utterances; then each condition is scored.
-decode_model() {
-    local name="$1" root; root="$(decode_root_of "$1")"
+# decode_prepare <model> <jobs> (reads dec_ngpu): drops a decode made with other settings, splits every test set's
+# keys into <jobs> round-robin shares, and appends the model's pending conditions to dec_pending
+# ("<model> <test> <rate>") and its decode_conditions options to dec_args (models joined by ---).
+decode_prepare() {
+    local name="$1" n="$2" root; root="$(decode_root_of "$1")"
     local i; i="$(model_index "${name}")"
     local settings; settings="$(decode_settings "${name}")"
     if [ -f "${root}/decode_settings" ] && [ "$(cat "${root}/decode_settings")" != "${settings}" ]; then
         log_msg "decode settings of ${name} changed since ${root} was decoded: decoding again"
         rm -rf "${root}"
     fi
-    local pending=() test rate dir
+    local pending=() test rate dir c
     while read -r test rate; do
         dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
         unit_is_done "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" || pending+=("${test} ${rate}")
@@ -692,61 +693,68 @@ decode_model() {
     fi
     mkdir -p "${root}/logdir"
     printf '%s\n' "${settings}" > "${root}/decode_settings"
-    local n="${decode_nj}" c sets=""
-    for c in "${pending[@]}"; do
-        test="${c% *}"
-        [[ " ${sets} " == *" ${test} "* ]] || sets+=" ${test}"
-    done
-    for test in ${sets}; do   # every job gets a share of every set
-        c="$(wc -l < "${dumpdir}/raw/${test}/wav.scp")"
-        [ "${c}" -lt "${n}" ] && n="${c}"
-    done
-    local conds=()
-    for test in ${sets}; do
-        rm -f "${root}/logdir/keys.${test}".*.scp
-        split_keys "${dumpdir}/raw/${test}/wav.scp" "${n}" "${root}/logdir/keys.${test}"
-    done
+    local block=() sets=""
     for c in "${pending[@]}"; do
         test="${c% *}"; rate="${c#* }"
+        if [[ " ${sets} " != *" ${test} "* ]]; then
+            sets+=" ${test}"
+            rm -f "${root}/logdir/keys.${test}".*.scp
+            split_keys "${dumpdir}/raw/${test}/wav.scp" "${n}" "${root}/logdir/keys.${test}"
+        fi
         dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
         rm -rf "${dir}"; mkdir -p "${dir}/logdir"
-        conds+=(--condition "out=${dir}/logdir/output.JOB,data=${dumpdir}/raw/${test},rate=${rate},keys=${root}/logdir/keys.${test}.JOB.scp")
+        block+=(--condition "out=${dir}/logdir/output.JOB,data=${dumpdir}/raw/${test},rate=${rate},keys=${root}/logdir/keys.${test}.JOB.scp")
+        dec_pending+=("${name} ${test} ${rate}")
     done
     local ckpt; ckpt="$(model_checkpoint "${name}")"
-    local task=avsr opts=()
+    local task=avsr
     if is_asr_model "${name}"; then
         task=asr
     else
-        opts=(--missing_pattern "${test_missing_pattern}" --missing_seed "${test_missing_seed}")
-        [ -n "${test_missing_fill}" ] && opts+=(--missing_fill "${test_missing_fill}")
+        block+=(--missing_pattern "${test_missing_pattern}" --missing_seed "${test_missing_seed}")
+        [ -n "${test_missing_fill}" ] && block+=(--missing_fill "${test_missing_fill}")
         if is_adapter_model "${name}"; then   # base weights + adapter-only checkpoint
-            opts+=(--adapter_file "${ckpt}")
+            block+=(--adapter_file "${ckpt}")
             ckpt="$(model_checkpoint "${inits[$i]}")"
         fi
     fi
-    local cmd="${decode_cmd}" ngpu_dec=0
-    if "${gpu_inference}"; then cmd="${cuda_cmd} --gpu 1"; ngpu_dec=1; fi
-    log_msg "decoding ${name}: ${#pending[@]} condition(s) in ${n} job(s), one model load each; logs ${root}/logdir/decode.*.log"
-    # shellcheck disable=SC2086
-    ${cmd} JOB=1:"${n}" "${root}/logdir/decode.JOB.log" \
-        "${python}" -m espnet_avsr.bin.decode_conditions --task "${task}" --mode "${decode_mode}" "${conds[@]}" \
-            --asr_train_config "${expdir}/${name}/config.yaml" --asr_model_file "${ckpt}" \
-            --config "$(decode_config_of "${name}")" --ngpu "${ngpu_dec}" --batch_size 1 "${opts[@]}" ${inference_args} \
-        || die "decoding ${name} failed, see ${root}/logdir/decode.*.log"
-    for c in "${pending[@]}"; do
-        test="${c% *}"; rate="${c#* }"
-        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
-        unit "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" \
-            score_condition "${name}" "${test}" "${rate}" "${dir}" "${n}"
-    done
+    # shellcheck disable=SC2206
+    block+=(--task "${task}" --mode "${decode_mode}" --asr_train_config "${expdir}/${name}/config.yaml"
+            --asr_model_file "${ckpt}" --config "$(decode_config_of "${name}")" --batch_size 1
+            --ngpu "${dec_ngpu}" ${inference_args})
+    [ "${#dec_args[@]}" -eq 0 ] || dec_args+=(---)
+    dec_args+=("${block[@]}")
+    log_msg "decode ${name}: ${#pending[@]} condition(s) -> ${root}"
 }
 if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${test_snrs:-none}) and score"; then
     for x in $(noise_sets); do
         unit "noise_${x}" "${dumpdir}/raw/${x}/wav.scp" make_noise_set "${x%_babble*}" "${x##*_babble}"
     done
-    for name in "${names[@]}"; do
-        decode_model "${name}"
+    # one decode_conditions process per job for every model: one start-up, each model built once,
+    # every job a share of every set (so at most as many jobs as the smallest set has utterances)
+    dec_jobs="${decode_nj}"
+    for x in ${test_sets} $(noise_sets); do
+        c="$(wc -l < "${dumpdir}/raw/${x}/wav.scp")"
+        if [ "${c}" -lt "${dec_jobs}" ]; then dec_jobs="${c}"; fi
     done
+    dec_cmd="${decode_cmd}"; dec_ngpu=0
+    if "${gpu_inference}"; then dec_cmd="${cuda_cmd} --gpu 1"; dec_ngpu=1; fi
+    dec_args=(); dec_pending=()
+    for name in "${names[@]}"; do
+        decode_prepare "${name}" "${dec_jobs}"
+    done
+    if [ "${#dec_pending[@]}" -gt 0 ]; then
+        mkdir -p "${expdir}/logs"
+        log_msg "decoding ${#dec_pending[@]} condition(s) in ${dec_jobs} job(s), one process each for all models; logs ${expdir}/logs/decode.*.log"
+        ${dec_cmd} JOB=1:"${dec_jobs}" "${expdir}/logs/decode.JOB.log" \
+            "${python}" -m espnet_avsr.bin.decode_conditions "${dec_args[@]}" \
+            || die "decoding failed, see ${expdir}/logs/decode.*.log"
+        for x in "${dec_pending[@]}"; do
+            read -r name test rate <<< "${x}"
+            unit "decode_${name}_${test}_${rate}" "$(decode_dir_of "${name}" "${test}" "${rate}")/score_cer/result.json" \
+                score_condition "${name}" "${test}" "${rate}" "$(decode_dir_of "${name}" "${test}" "${rate}")" "${dec_jobs}"
+        done
+    fi
     stage_end
 fi
 
