@@ -77,9 +77,15 @@ def test_recipe_end_to_end(tmp_path):
         assert 0 < dumped <= n_utts
 
     # every decode was scored, and the report has a row per model
-    res_a0 = work / "exp" / "A0" / "decode_eval_far" / "score_cer" / "result.json"
-    res_av0 = work / "exp" / "AV0" / "decode_eval_far_miss0.5_random" / "score_cer" / "result.json"
-    res_noise = work / "exp" / "AV0" / "decode_eval_far_babble0_miss0_random" / "score_cer" / "result.json"
+    def decoded(model: str, cond: str) -> Path:  # exp/<model>/<inference tag>/<condition>: one tag per model
+        found = sorted((work / "exp" / model).glob(f"decode_*/{cond}/score_cer/result.json"))
+        assert len(found) == 1, (model, cond, found)
+        return found[0]
+
+    res_a0 = decoded("A0", "eval_far")
+    res_av0 = decoded("AV0", "eval_far_miss0.5_random")
+    res_noise = decoded("AV0", "eval_far_babble0_miss0_random")
+    assert res_av0.parents[2].name.startswith("decode_avsr_valid.") and res_a0.parents[2].name.startswith("decode_asr_valid.")
     for res in (res_a0, res_av0, res_noise):
         rec = json.loads(res.read_text())
         assert 0.0 <= rec["cer"] and rec["num_utts"] > 0
@@ -87,17 +93,16 @@ def test_recipe_end_to_end(tmp_path):
     assert (meta["model"], meta["init"], meta["missing_rate"], meta["train_dropout"]) == ("AV0", "A0+V0", 0.5, 0)
     assert "V0" in (work / "exp" / "AV0" / "init.pth.report.txt").read_text()
     # the lip reader decodes complete video of the clean test set only
-    v0_decodes = sorted(p.name for p in (work / "exp" / "V0").glob("decode_*"))
-    assert v0_decodes == ["decode_eval_far_miss0_random"], v0_decodes
-    v0_meta = json.loads((work / "exp" / "V0" / v0_decodes[0] / "score_cer" / "result.json").read_text())["meta"]
+    v0_decodes = sorted(p.parent.name for p in (work / "exp" / "V0").glob("decode_*/*/score_cer"))
+    assert v0_decodes == ["eval_far_miss0_random"], v0_decodes
+    v0_meta = json.loads(decoded("V0", v0_decodes[0]).read_text())["meta"]
     assert (v0_meta["modality"], v0_meta["missing_rate"]) == ("video", 0)
     assert json.loads(res_noise.read_text())["meta"]["snr"] == 0
     # ESPnet's INFO progress reaches every training log (a plugin logging at import time once
     # left the AV logs without a single line of progress)
     for model in ("A0", "V0", "AV0", "AVd0.5"):
         assert "1epoch results" in (work / "exp" / model / "train.log").read_text(encoding="utf-8"), model
-    study = json.loads((work / "exp" / "AVd0.5" / "decode_eval_far_miss0.5_random" / "score_cer" / "result.json")
-                       .read_text())["meta"]
+    study = json.loads(decoded("AVd0.5", "eval_far_miss0.5_random").read_text())["meta"]
     assert (study["study"], study["train_dropout"], study["train_dropout_prob"], study["init"]) == ("dropout", 0.5, 1.0, "A0")
     for png in ("dropout_cer_vs_missing_eval_far_random_zeros.png", "relative_cer_vs_dropout.png"):
         assert (work / "exp" / "plots" / png).stat().st_size > 1000, png

@@ -45,7 +45,7 @@ def recipe(tmp_path) -> Path:
     dump_audio(r / "data" / "dev_far", r / "dump" / "raw" / "dev_far",
                roi_scp=r / "dump" / "roi" / "dev_far" / "roi.scp")
     hyps = {u: "好" for u in read_kv(r / "dump" / "raw" / "dev_far" / "text")}
-    write_kv(r / "exp" / "AV0" / "decode_dev_far_miss0.5_random" / "text", hyps)
+    write_kv(r / "exp" / "AV0" / "decode_avsr_valid.acc.ave" / "dev_far_miss0.5_random" / "text", hyps)
     return r
 
 
@@ -74,7 +74,7 @@ def test_complete_pipeline_accounts_for_every_utterance(recipe, capsys):
 
 
 def test_utterance_lost_without_reason_fails_and_is_named(recipe, capsys):
-    dec = recipe / "exp" / "AV0" / "decode_dev_far_miss0.5_random" / "text"
+    dec = recipe / "exp" / "AV0" / "decode_avsr_valid.acc.ave" / "dev_far_miss0.5_random" / "text"
     hyps = read_kv(dec)
     lost = sorted(hyps)[0]
     del hyps[lost]

@@ -282,6 +282,28 @@ def inference(
     set_all_random_seed(seed)
     device = "cuda" if ngpu >= 1 else "cpu"
     s2t = AVSpeech2Text(asr_train_config, asr_model_file, device=device, **s2t_kwargs)
+    decode_data(s2t, output_dir, data_path_and_name_and_type, key_file, num_workers, missing_rate,
+                missing_pattern, missing_fill, missing_seed, audio_only, allow_variable_data_keys)
+
+
+def decode_data(
+    s2t: "AVSpeech2Text",
+    output_dir: str,
+    data_path_and_name_and_type: Sequence[Tuple[str, str, str]],
+    key_file: Optional[str] = None,
+    num_workers: int = 0,
+    missing_rate: float = 0.0,
+    missing_pattern: str = "random",
+    missing_fill: str = "zeros",
+    missing_seed: int = 0,
+    audio_only: bool = False,
+    allow_variable_data_keys: bool = False,
+) -> None:
+    """Decode one data dir under one missing-video condition with an already built model.
+
+    The loop of ``inference``; ``espnet_avsr.bin.decode_conditions`` calls it once per
+    condition so that a model decodes every condition after loading once.
+    """
     loader = AVSRTask.build_streaming_iterator(
         data_path_and_name_and_type,
         dtype=s2t.dtype,

@@ -7,7 +7,7 @@ utterances that went in with those that came out plus those dropped with a
 recorded reason:
 
     TextGrid intervals -> data/<set> (prep_report) -> dump/roi/<set> (roi_report)
-    -> dump/raw/<set> (dump_report) -> exp/<model>/decode_<set>*/text (hyps)
+    -> dump/raw/<set> (dump_report) -> exp/<model>/decode_<tag>/<set>*/text (hyps)
 
 An utterance missing from a stage's output and absent from its drop list is
 "unexplained"; any unexplained loss makes `account_recipe(...).ok` False.
@@ -147,12 +147,16 @@ def account_set(recipe: Path, set_name: str, data_dir: str = "data", dumpdir: st
         dump_utts = list(read_kv(raw / "text"))
         note = "" if rep_path.is_file() else f"no {rep_path.name}: drop reasons unknown"
         rows.append(compare_ids(set_name, "data(+roi)->dump", utts, dump_utts, dropped, note))
-        for dec in sorted((recipe / expdir).glob(f"*/decode_{set_name}*/text")):
-            suffix = dec.parent.name[len(f"decode_{set_name}"):]
+        # exp/<model>/decode_<inference tag>/<set>[_miss...]/text, and the older exp/<model>/decode_<set>[_miss...]/text
+        decodes = [(d, d.parent.name[len(set_name):], d.parent.parent.parent.name)
+                   for d in sorted((recipe / expdir).glob(f"*/decode_*/{set_name}*/text"))]
+        decodes += [(d, d.parent.name[len(f"decode_{set_name}"):], d.parent.parent.name)
+                    for d in sorted((recipe / expdir).glob(f"*/decode_{set_name}*/text"))]
+        for dec, suffix, model in decodes:
             if suffix and not suffix.startswith("_miss"):
                 continue  # decode of another set sharing the prefix (e.g. dev_far_babble5)
             hyps = read_kv(dec)
-            rows.append(compare_ids(set_name, f"dump->hyp {dec.parent.parent.name}", dump_utts, hyps, {},
+            rows.append(compare_ids(set_name, f"dump->hyp {model}", dump_utts, hyps, {},
                                     note=str(dec.relative_to(recipe))))
     elif (recipe / dumpdir / "raw" / f"{set_name}_sp").is_dir():
         rows.append(StageCount(set_name, "data(+roi)->dump", len(utts), 0,

@@ -8,14 +8,28 @@ gives an ``8 * width``-d vector (512 at full width) and a linear layer maps it t
 
 ``width`` scales all channels (64 = the standard ResNet-18); small widths keep the CPU
 demo fast.
+
+Speed (same maths, same parameter names and shapes as the plain modules):
+
+* the 5x7x7 Conv3d (one input channel, temporal stride 1) runs as a Conv2d over the
+  5 temporally shifted copies of every frame, its batch norm and the (1, 3, 3) max pool
+  as 2D ops over (B*T) frames: no (B, C, T, H, W) layout, no transpose, no max_pool3d;
+* ``channels_last``: the frames in NHWC, the layout oneDNN and cuDNN run fastest (about
+  1.4x on the CPU for this front-end's forward + backward); the weights keep their layout;
+* a strided 1x1 convolution (the downsampling skip) runs as subsampling + 1x1 conv: the
+  same numbers, and it avoids a crash of oneDNN's NHWC backward for channel counts that
+  are not a multiple of 8 (torch 2.11 CPU);
+* in eval mode each conv + batch norm pair runs as one conv with the norm folded into its
+  weights (legal only with frozen statistics, so never in training).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
@@ -29,6 +43,38 @@ class AbsVideoFrontend(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, video: torch.Tensor, video_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor], bn: nn.modules.batchnorm._BatchNorm):
+    """Conv weight and bias with an eval-mode batch norm folded in: bn(conv(x)) == conv'(x)."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    w = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    b = bn.bias - bn.running_mean * scale
+    return w, (b if bias is None else b + bias * scale)
+
+
+def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """bn(conv(x)); one folded conv when the norm uses its running statistics (eval)."""
+    w, b, stride = conv.weight, conv.bias, conv.stride
+    if conv.kernel_size == (1, 1) and conv.padding == (0, 0) and stride != (1, 1):
+        x, stride = x[:, :, :: stride[0], :: stride[1]], (1, 1)  # 1x1 conv: subsample first
+    if bn.training or not bn.track_running_stats or bn.running_var is None:
+        return bn(F.conv2d(x, w, b, stride, conv.padding, conv.dilation, conv.groups))
+    w, b = fold_bn(w, b, bn)
+    return F.conv2d(x, w, b, stride, conv.padding, conv.dilation, conv.groups)
+
+
+def batch_norm_any_dim(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """``bn`` (of any dimensionality) applied to x (N, C, ...): the statistics are per channel
+    over every other dimension either way, so a BatchNorm3d's module serves a 2D layout."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    use_batch = bn.training or (bn.running_mean is None and bn.running_var is None)
+    track = not bn.training or bn.track_running_stats
+    return F.batch_norm(x, bn.running_mean if track else None, bn.running_var if track else None,
+                        bn.weight, bn.bias, use_batch, factor, bn.eps)
 
 
 class BasicBlock(nn.Module):
@@ -46,9 +92,9 @@ class BasicBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = x if self.downsample is None else self.downsample(x)
-        y = self.act(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
+        skip = x if self.downsample is None else conv_bn(x, self.downsample[0], self.downsample[1])
+        y = self.act(conv_bn(x, self.conv1, self.bn1))
+        y = conv_bn(y, self.conv2, self.bn2)
         return self.act(y + skip)
 
 
@@ -81,11 +127,21 @@ class ResNet18VideoFrontend(AbsVideoFrontend):
         width: channels of the first ResNet stage (64 = standard ResNet-18, 512-d output).
         roi_size: expected square ROI side (88 after cropping); used to synthesise an
             empty video when a caller gives none.
+        channels_last: run the convolutions in NHWC (faster; the same numbers up to
+            float rounding). False keeps PyTorch's default NCHW layout.
     """
 
-    def __init__(self, output_size: int = 256, width: int = 64, roi_size: int = 88, dropout_rate: float = 0.0):
+    def __init__(
+        self,
+        output_size: int = 256,
+        width: int = 64,
+        roi_size: int = 88,
+        dropout_rate: float = 0.0,
+        channels_last: bool = True,
+    ):
         super().__init__()
         self.roi_size = roi_size
+        self.channels_last = channels_last
         self.stem = nn.Sequential(
             nn.Conv3d(1, width, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
             nn.BatchNorm3d(width),
@@ -99,15 +155,45 @@ class ResNet18VideoFrontend(AbsVideoFrontend):
     def output_size(self) -> int:
         return self._output_size
 
+    def stem_frames(self, video: torch.Tensor) -> torch.Tensor:
+        """The stem over (B, T, H, W) video as 2D ops: (B*T, C, H/4, W/4), frame-major.
+
+        Equal to ``self.stem(video.unsqueeze(1))`` transposed to frames (test): the
+        Conv3d's k temporal taps become k input channels of a Conv2d over the zero-padded,
+        temporally shifted frames; batch norm statistics span the same (B, T, H, W) values.
+        """
+        conv, bn, act, pool = self.stem
+        b, t, h, w = video.shape
+        k, pad = conv.kernel_size[0], conv.padding[0]
+        if conv.stride[0] != 1 or k != 2 * pad + 1 or conv.in_channels != 1:
+            raise ValueError("the 2D stem needs a one-channel Conv3d with temporal stride 1 and 'same' padding")
+        shifted = F.pad(video, (0, 0, 0, 0, pad, pad)).unfold(1, k, 1)  # (B, T, H, W, k)
+        if self.channels_last:  # one copy straight into NHWC
+            x = shifted.reshape(b * t, h, w, k).permute(0, 3, 1, 2)
+        else:
+            x = shifted.permute(0, 1, 4, 2, 3).reshape(b * t, k, h, w)
+        weight = conv.weight.flatten(1, 2)  # (C, 1, k, kh, kw) -> (C, k, kh, kw)
+        if self.training or bn.running_var is None:
+            x = F.conv2d(x, weight, conv.bias, conv.stride[1:], conv.padding[1:])
+            x = batch_norm_any_dim(x, bn)
+        else:
+            weight, bias = fold_bn(weight, conv.bias, bn)
+            x = F.conv2d(x, weight, bias, conv.stride[1:], conv.padding[1:])
+        # max pool before ReLU: the two commute (both monotone), and ReLU then sees 1/4 of the values
+        x = F.max_pool2d(x, pool.kernel_size[1:], pool.stride[1:], pool.padding[1:])
+        return act(x)
+
     def forward(self, video: torch.Tensor, video_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """video: (B, T, H, W) float; padded frames never reach the 2D trunk's batch norm."""
         if video.dim() != 4:
             raise ValueError(f"video must be (B, T, H, W), got shape {tuple(video.shape)}")
         b, t = video.shape[:2]
-        x = self.stem(video.unsqueeze(1))  # (B, C, T, H', W')
-        x = x.transpose(1, 2).reshape(b * t, *x.shape[1:2], *x.shape[3:])  # (B*T, C, H', W')
+        x = self.stem_frames(video)  # (B*T, C, H', W')
         valid = (~make_pad_mask(video_lengths, maxlen=t)).to(video.device).reshape(-1)
-        feats = x.new_zeros(b * t, self.trunk.out_channels)
-        if bool(valid.any()):
-            feats[valid] = self.trunk(x[valid])
+        if bool(valid.all()):  # no padding: no gather, no scatter
+            feats = self.trunk(x)
+        else:
+            feats = x.new_zeros(b * t, self.trunk.out_channels)
+            if bool(valid.any()):
+                feats[valid] = self.trunk(x[valid])
         return self.proj(feats.view(b, t, -1)), video_lengths

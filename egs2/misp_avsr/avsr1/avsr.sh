@@ -20,6 +20,7 @@ Stages (--stage N --stop_stage M; ESPnet asr.sh stage in brackets, README "Stage
    6 token list                      [5]
 --skip_data_prep / --skip_train / --skip_eval / --skip_packing true skip 0-6 / 7-9 / 10-11 / 12
 (packing is skipped by default, as in asr.sh); --skip_stages "N ..." skips any stages.
+Decodes land in exp/<model>/<inference tag>/<set>[_miss<rate>_<pattern>] (--inference_tag, --decode_mode).
 EOF
 )
 # --help lists every option between "# <options>" and "# </options>" with its default.
@@ -35,7 +36,7 @@ force_stage=""         # redo these stages ("N ...") even where done-markers exi
 nj=4                   # parallel jobs of the data stages
 decode_nj=""           # parallel decoding jobs (default: nj)
 ngpu=0                 # training devices (N > 1: DDP through ESPnet)
-use_amp=false          # mixed precision training
+use_amp=""             # mixed precision: true | false | empty = each training config's use_amp decides
 cmd_backend="${cmd_backend:-local}"   # job launcher: local | slurm (cmd.sh)
 train_threads=""     # CPU threads of a training job (default: all cores when --ngpu 0, else 1)
 python=python          # interpreter of every Python step
@@ -90,6 +91,9 @@ inference_config=""    # one decode config for every model (default: the two bel
 asr_decode_config=conf/decode_asr.yaml    # decode config of audio-only models
 avsr_decode_config=conf/decode_avsr.yaml  # decode config of audio-visual models and lip readers
 inference_args=""      # extra decoding options, e.g. "--beam_size 5"
+inference_tag=""       # decode dir name (ESPnet's); empty = derived from decode config, args, model file
+decode_mode=beam       # beam (joint CTC/attention beam search) | ctc_greedy (CTC best path)
+gpu_inference=false    # decode on a GPU (one per decoding job)
 use_lm=false           # ESPnet name; this recipe trains no language model, true is refused
 test_missing_rates="0 0.25 0.5 0.75 1.0"   # fractions of video frames dropped at test time
 test_missing_pattern=random   # pattern of the dropped frames (data.missing_video PATTERNS)
@@ -141,6 +145,8 @@ if [ "${show_options}" = true ]; then
     print_options "${options_from}"
     exit 0
 fi
+case "${decode_mode}" in beam|ctc_greedy) ;; *) die "--decode_mode takes beam or ctc_greedy, got '${decode_mode}'" ;; esac
+case "${use_amp}" in ""|true|false) ;; *) die "--use_amp takes true or false (or empty: the config decides), got '${use_amp}'" ;; esac
 if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
     train_threads=1
     [ "${ngpu}" -eq 0 ] && train_threads="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)"   # nproc obeys OMP_NUM_THREADS, which path.sh pins to 1
@@ -628,6 +634,8 @@ train_model() {   # train_model <name>
         extra+=(--model_conf "teacher_model_file=$(model_checkpoint "${teacher}")"
                 --model_conf "teacher_config=${expdir}/${teacher}/config.yaml")
     fi
+    # --use_amp only when given: on ESPnet's command line it would override the config's use_amp
+    [ -n "${use_amp}" ] && extra+=(--use_amp "${use_amp}")
     if [ "${ngpu}" -gt 1 ]; then
         rm -f "${out}/.dist_init"
         extra+=(--multiprocessing_distributed true --dist_init_method "file://${root_dir}/${out}/.dist_init")
@@ -650,7 +658,7 @@ train_model() {   # train_model <name>
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" "${out}/train.log" \
         "${python}" -m "$(train_module "${task}")" --config "${config}" $(token_opts) \
             $(data_opts train "$(train_name)" "${task}") $(data_opts valid "${valid_set}" "${task}") \
-            "${stats_opts[@]}" --resume true --ngpu "${ngpu}" --use_amp "${use_amp}" \
+            "${stats_opts[@]}" --resume true --ngpu "${ngpu}" \
             --output_dir "${out}" "${extra[@]}" ${train_args} \
         || die "training ${name} failed, $(see_log "${out}/train.log")"
     model_checkpoint "${name}" > /dev/null
@@ -751,40 +759,59 @@ print(" ".join(f"{k}={str(v).replace(' ', '').replace(',', '-')}" for k, v in me
 PY
 }
 
-decode_one() {   # decode_one <model> <test dump name> <missing rate|-> <decode dir>
-    local name="$1" test="$2" rate="$3" dir="$4"
-    local i; i="$(model_index "${name}")"
-    local d="${dumpdir}/raw/${test}" task=avsr
-    is_asr_model "${name}" && task=asr
-    local n; n="$(wc -l < "${d}/wav.scp")"
-    [ "${n}" -lt "${decode_nj}" ] || n="${decode_nj}"
-    mkdir -p "${dir}/logdir"
-    rm -rf "${dir}"/logdir/output.* "${dir}"/logdir/keys.*
-    split_keys "${d}/wav.scp" "${n}" "${dir}/logdir/keys"
-    local ckpt; ckpt="$(model_checkpoint "${name}")"
-    if [ "${task}" = asr ]; then
-        # shellcheck disable=SC2046
-        ${decode_cmd} JOB=1:"${n}" "${dir}/logdir/decode.JOB.log" \
-            "${python}" -m espnet2.bin.asr_inference --ngpu 0 --batch_size 1 \
-                $(data_opts data "${test}" asr) --key_file "${dir}/logdir/keys.JOB.scp" \
-                --asr_train_config "${expdir}/${name}/config.yaml" --asr_model_file "${ckpt}" \
-                --config "${asr_decode_config}" --output_dir "${dir}/logdir/output.JOB" ${inference_args}
-    else
-        local fill=() cfg="${expdir}/${name}/config.yaml"
-        [ -n "${test_missing_fill}" ] && fill=(--missing_fill "${test_missing_fill}")
-        if is_adapter_model "${name}"; then   # base weights + adapter-only checkpoint
-            fill+=(--adapter_file "${ckpt}")
-            ckpt="$(model_checkpoint "${inits[$i]}")"
+# Decode directories, ESPnet style: ${expdir}/<model>/<inference tag>/<set>[_miss<rate>_<pattern>].
+# The tag is derived from what decides the hypotheses (decode config, --inference_args, decode mode,
+# missing-video fill and seed, the checkpoint file), so changed settings decode into a new directory;
+# decode_settings in it records the rest (config contents, checkpoint identity) and a mismatch redoes it.
+decode_config_of() { if is_asr_model "$1"; then echo "${asr_decode_config}"; else echo "${avsr_decode_config}"; fi; }
+decode_root_of() {   # decode_root_of <model>
+    local tag="${inference_tag}"
+    if [ -z "${tag}" ]; then
+        tag="$(basename "$(decode_config_of "$1")" .yaml)"
+        [ -n "${inference_args}" ] && tag+="$(echo "${inference_args}" | sed -e 's/--/_/g' -e 's/[ |=]//g')"
+        [ "${decode_mode}" = beam ] || tag+="_${decode_mode}"
+        if ! is_asr_model "$1"; then
+            [ -n "${test_missing_fill}" ] && tag+="_fill${test_missing_fill}"
+            [ "${test_missing_seed}" = 0 ] || tag+="_mseed${test_missing_seed}"
         fi
-        # shellcheck disable=SC2046
-        ${decode_cmd} JOB=1:"${n}" "${dir}/logdir/decode.JOB.log" \
-            "${python}" -m espnet_avsr.bin.avsr_inference --ngpu 0 --batch_size 1 \
-                $(data_opts data "${test}" avsr) --key_file "${dir}/logdir/keys.JOB.scp" \
-                --asr_train_config "${cfg}" --asr_model_file "${ckpt}" \
-                --config "${avsr_decode_config}" --output_dir "${dir}/logdir/output.JOB" \
-                --missing_rate "${rate}" --missing_pattern "${test_missing_pattern}" \
-                --missing_seed "${test_missing_seed}" "${fill[@]}" ${inference_args}
+        tag+="_$(basename "$(model_checkpoint "$1")" .pth)"
     fi
+    echo "${expdir}/$1/${tag}"
+}
+decode_dir_of() {   # decode_dir_of <model> <test> <rate|->
+    local root; root="$(decode_root_of "$1")"
+    if [ "$3" = - ]; then echo "${root}/$2"; else echo "${root}/$2_miss$3_${test_missing_pattern}"; fi
+}
+decode_conditions_of() {   # decode_conditions_of <model>: "<test> <rate|->" per line
+    local test rate
+    for test in ${test_sets} $(noise_sets); do
+        if is_vsr_model "$1"; then   # a lip reader: complete video, clean sets only
+            [[ "${test}" == *_babble* ]] || echo "${test} 0"
+        elif is_asr_model "$1"; then
+            echo "${test} -"
+        else
+            rates="${test_missing_rates}"
+            [[ "${test}" == *_babble* ]] && rates="${noise_missing_rates}"
+            for rate in ${rates}; do echo "${test} ${rate}"; done
+        fi
+    done
+}
+decode_settings() {   # decode_settings <model>: everything a decode of this model depends on
+    local ckpt; ckpt="$(model_checkpoint "$1")"
+    echo "decode_config $(decode_config_of "$1")"
+    cat "$(decode_config_of "$1")"
+    echo "inference_args ${inference_args}"
+    echo "decode_mode ${decode_mode}"
+    echo "missing ${test_missing_pattern} ${test_missing_fill:-zeros} ${test_missing_seed}"
+    echo "checkpoint ${ckpt} $(stat -L -c '%s %Y' "${ckpt}")"
+    if is_adapter_model "$1"; then
+        local base; base="$(model_checkpoint "${inits[$(model_index "$1")]}")"
+        echo "base ${base} $(stat -L -c '%s %Y' "${base}")"
+    fi
+}
+score_condition() {   # score_condition <model> <test> <rate|-> <decode dir> <jobs>
+    local name="$1" test="$2" rate="$3" dir="$4" n="$5" d="${dumpdir}/raw/$2"
+    # shellcheck disable=SC2046
     merge_parts "${dir}/text" $(for j in $(seq "${n}"); do echo "${dir}/logdir/output.${j}/1best_recog/text"; done)
     local snr=clean base="${test}"
     if [[ "${test}" =~ ^(.*)_babble(-?[0-9.]+)$ ]]; then base="${BASH_REMATCH[1]}"; snr="${BASH_REMATCH[2]}"; fi
@@ -796,33 +823,90 @@ decode_one() {   # decode_one <model> <test dump name> <missing rate|-> <decode 
         noise=$([ "${snr}" = clean ] && echo none || echo babble) "${miss[@]}" \
         > "${dir}/score_cer.log" 2>&1 || die "scoring failed, see ${dir}/score_cer.log"
 }
-decode_dir_of() {   # decode_dir_of <model> <test> <rate|->
-    if [ "$3" = - ]; then echo "${expdir}/$1/decode_$2"; else echo "${expdir}/$1/decode_$2_miss$3_${test_missing_pattern}"; fi
+# decode_prepare <model> <jobs> (reads dec_ngpu): drops a decode made with other settings, splits every test set's
+# keys into <jobs> round-robin shares, and appends the model's pending conditions to dec_pending
+# ("<model> <test> <rate>") and its decode_conditions options to dec_args (models joined by ---).
+decode_prepare() {
+    local name="$1" n="$2" root; root="$(decode_root_of "$1")"
+    local i; i="$(model_index "${name}")"
+    local settings; settings="$(decode_settings "${name}")"
+    if [ -f "${root}/decode_settings" ] && [ "$(cat "${root}/decode_settings")" != "${settings}" ]; then
+        log_msg "decode settings of ${name} changed since ${root} was decoded: decoding again"
+        rm -rf "${root}"
+    fi
+    local pending=() test rate dir c
+    while read -r test rate; do
+        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+        unit_is_done "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" || pending+=("${test} ${rate}")
+    done < <(decode_conditions_of "${name}")
+    if [ "${#pending[@]}" -eq 0 ]; then
+        log_msg "[skip] decode ${name}: every condition done already (${root})"
+        return 0
+    fi
+    mkdir -p "${root}/logdir"
+    printf '%s\n' "${settings}" > "${root}/decode_settings"
+    local block=() sets=""
+    for c in "${pending[@]}"; do
+        test="${c% *}"; rate="${c#* }"
+        if [[ " ${sets} " != *" ${test} "* ]]; then
+            sets+=" ${test}"
+            rm -f "${root}/logdir/keys.${test}".*.scp
+            split_keys "${dumpdir}/raw/${test}/wav.scp" "${n}" "${root}/logdir/keys.${test}"
+        fi
+        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+        rm -rf "${dir}"; mkdir -p "${dir}/logdir"
+        block+=(--condition "out=${dir}/logdir/output.JOB,data=${dumpdir}/raw/${test},rate=${rate},keys=${root}/logdir/keys.${test}.JOB.scp")
+        dec_pending+=("${name} ${test} ${rate}")
+    done
+    local ckpt; ckpt="$(model_checkpoint "${name}")"
+    local task=avsr
+    if is_asr_model "${name}"; then
+        task=asr
+    else
+        block+=(--missing_pattern "${test_missing_pattern}" --missing_seed "${test_missing_seed}")
+        [ -n "${test_missing_fill}" ] && block+=(--missing_fill "${test_missing_fill}")
+        if is_adapter_model "${name}"; then   # base weights + adapter-only checkpoint
+            block+=(--adapter_file "${ckpt}")
+            ckpt="$(model_checkpoint "${inits[$i]}")"
+        fi
+    fi
+    # shellcheck disable=SC2206
+    block+=(--task "${task}" --mode "${decode_mode}" --asr_train_config "${expdir}/${name}/config.yaml"
+            --asr_model_file "${ckpt}" --config "$(decode_config_of "${name}")" --batch_size 1
+            --ngpu "${dec_ngpu}" ${inference_args})
+    [ "${#dec_args[@]}" -eq 0 ] || dec_args+=(---)
+    dec_args+=("${block[@]}")
+    log_msg "decode ${name}: ${#pending[@]} condition(s) -> ${root}"
 }
 if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${test_snrs:-none}) and score"; then
     for x in $(noise_sets); do
         unit "noise_${x}" "${dumpdir}/raw/${x}/wav.scp" make_noise_set "${x%_babble*}" "${x##*_babble}"
     done
-    for name in "${names[@]}"; do
-        for test in ${test_sets} $(noise_sets); do
-            if is_vsr_model "${name}"; then   # a lip reader: complete video, clean sets only
-                [[ "${test}" == *_babble* ]] && continue
-                dir="$(decode_dir_of "${name}" "${test}" 0)"
-                unit "decode_${name}_${test}_0" "${dir}/score_cer/result.json" decode_one "${name}" "${test}" 0 "${dir}"
-            elif is_asr_model "${name}"; then
-                dir="$(decode_dir_of "${name}" "${test}" -)"
-                unit "decode_${name}_${test}" "${dir}/score_cer/result.json" decode_one "${name}" "${test}" - "${dir}"
-            else
-                rates="${test_missing_rates}"
-                [[ "${test}" == *_babble* ]] && rates="${noise_missing_rates}"
-                for rate in ${rates}; do
-                    dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
-                    unit "decode_${name}_${test}_${rate}" "${dir}/score_cer/result.json" \
-                        decode_one "${name}" "${test}" "${rate}" "${dir}"
-                done
-            fi
-        done
+    # one decode_conditions process per job for every model: one start-up, each model built once,
+    # every job a share of every set (so at most as many jobs as the smallest set has utterances)
+    dec_jobs="${decode_nj}"
+    for x in ${test_sets} $(noise_sets); do
+        c="$(wc -l < "${dumpdir}/raw/${x}/wav.scp")"
+        if [ "${c}" -lt "${dec_jobs}" ]; then dec_jobs="${c}"; fi
     done
+    dec_cmd="${decode_cmd}"; dec_ngpu=0
+    if "${gpu_inference}"; then dec_cmd="${cuda_cmd} --gpu 1"; dec_ngpu=1; fi
+    dec_args=(); dec_pending=()
+    for name in "${names[@]}"; do
+        decode_prepare "${name}" "${dec_jobs}"
+    done
+    if [ "${#dec_pending[@]}" -gt 0 ]; then
+        mkdir -p "${expdir}/logs"
+        log_msg "decoding ${#dec_pending[@]} condition(s) in ${dec_jobs} job(s), one process each for all models; logs ${expdir}/logs/decode.*.log"
+        ${dec_cmd} JOB=1:"${dec_jobs}" "${expdir}/logs/decode.JOB.log" \
+            "${python}" -m espnet_avsr.bin.decode_conditions "${dec_args[@]}" \
+            || die "decoding failed, see ${expdir}/logs/decode.*.log"
+        for x in "${dec_pending[@]}"; do
+            read -r name test rate <<< "${x}"
+            unit "decode_${name}_${test}_${rate}" "$(decode_dir_of "${name}" "${test}" "${rate}")/score_cer/result.json" \
+                score_condition "${name}" "${test}" "${rate}" "$(decode_dir_of "${name}" "${test}" "${rate}")" "${dec_jobs}"
+        done
+    fi
     stage_end
 fi
 
@@ -835,6 +919,8 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
                 ref_dir="$(decode_dir_of "${relative_ref}" "${test}" -)"
                 for rate in ${test_missing_rates}; do
                     dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+                    # keyed by both decodes: a newer reference decode redoes it
+                    if [ "${ref_dir}/text" -nt "${dir}/relative_cer/relative_cer.json" ]; then rm -rf "${dir}/relative_cer"; fi
                     # shellcheck disable=SC2046
                     unit "relcer_${name}_${test}_${rate}" "${dir}/relative_cer" \
                         "${python}" -m espnet_avsr.bin.relative_cer --ref_hyp "${ref_dir}/text" \
@@ -865,8 +951,24 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
                     --meta $(model_meta "${name}") "test_set=${test}" "ref_model=${relative_ref}"
         done
     fi
-    # the report is cheap and reads everything: always rebuilt
-    "${python}" -m espnet_avsr.bin.make_report --exp "${expdir}" --out "${expdir}/RESULTS.md" \
+    # The report reads a view of the current results only: this run's decode dirs (not those of
+    # earlier decode settings) and similarity dirs, linked under ${expdir}/.report_view/<model>/.
+    view="${expdir}/.report_view"
+    rm -rf "${view}"
+    for name in "${names[@]}"; do
+        mkdir -p "${view}/${name}"
+        while read -r test rate; do
+            dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+            if [ -f "${dir}/score_cer/result.json" ]; then
+                ln -s "$(cd "${dir}" && pwd)" "${view}/${name}/$(basename "${dir}")"
+            fi
+        done < <(decode_conditions_of "${name}")
+        for dir in "${expdir}/${name}"/rep_similarity_*; do
+            if [ -d "${dir}" ]; then ln -s "$(cd "${dir}" && pwd)" "${view}/${name}/$(basename "${dir}")"; fi
+        done
+    done
+    # the report is cheap: always rebuilt
+    "${python}" -m espnet_avsr.bin.make_report --exp "${view}" --out "${expdir}/RESULTS.md" \
         --plots "${expdir}/plots" ${report_args}
     log_msg "report: ${expdir}/RESULTS.md"
     stage_end

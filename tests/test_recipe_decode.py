@@ -1,0 +1,81 @@
+"""Stage 10/11 decode directories (issue 18): named by an inference tag derived from the decode
+settings, so a changed setting decodes into a new directory, and the report reads only the
+decodes of the current settings. One decode process per model and job (decode_conditions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_decode_conditions import _save_model
+from test_task_avsr import TINY, make_dump
+
+RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1"
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    """A trained-looking AV model (random weights) and a dumped test set, as stage 10 expects them."""
+    from espnet_avsr.tasks.avsr import AVSRTask
+
+    tmp = tmp_path_factory.mktemp("recipe_decode")
+    src = make_dump(tmp / "src")
+    (tmp / "dump" / "raw").mkdir(parents=True)
+    os.symlink(src, tmp / "dump" / "raw" / "eval_far")
+    cfg, pth = _save_model(AVSRTask, TINY, tmp / "exp" / "AV0", tmp / "src" / "tokens.txt")
+    pth.rename(pth.with_name("valid.acc.ave.pth"))
+    (tmp / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 2, "ctc_weight": 0.3, "nbest": 1}))
+    return tmp
+
+
+def _run(tmp, *args, stop=11):
+    cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", str(stop), "--expdir", str(tmp / "exp"),
+           "--dumpdir", str(tmp / "dump"), "--models", f"AV0:{tmp / 'exp' / 'AV0' / 'train.yaml'}:-",
+           "--test_sets", "eval_far", "--test_missing_rates", "0 1.0", "--test_snrs", "",
+           "--rep_similarity_samples", "0", "--decode_nj", "1", "--avsr_decode_config", str(tmp / "decode.yaml"), *args]
+    r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+def _view(tmp) -> dict:
+    view = tmp / "exp" / ".report_view" / "AV0"
+    return {p.name: Path(os.readlink(p)).relative_to(tmp / "exp" / "AV0").as_posix() for p in view.iterdir()}
+
+
+@pytest.mark.slow
+def test_changed_decode_settings_get_a_new_dir_and_the_report_uses_it(exp):
+    out = _run(exp, "--inference_args", "--maxlenratio 0.5", "--decode_nj", "2")
+    # tag: decode config name + the args (ESPnet's rule) + the checkpoint file
+    old = exp / "exp" / "AV0" / "decode_maxlenratio0.5_valid.acc.ave"
+    tagged = sorted(p.name for p in (exp / "exp" / "AV0").glob("decode*"))
+    assert tagged == ["decode_maxlenratio0.5_valid.acc.ave"], tagged
+    for rate in ("0", "1.0"):
+        res = json.loads((old / f"eval_far_miss{rate}_random" / "score_cer" / "result.json").read_text())
+        assert res["num_utts"] == 4 and res["meta"]["missing_rate"] == float(rate)
+    assert out.count("one process each for all models") == 1  # both conditions in one decode run
+    assert len(list((exp / "exp" / "logs").glob("decode.*.log"))) == 2  # one process per job
+    assert _view(exp) == {f"eval_far_miss{r}_random": f"{old.name}/eval_far_miss{r}_random" for r in ("0", "1.0")}
+
+    # the same settings again: nothing is decoded
+    again = _run(exp, "--inference_args", "--maxlenratio 0.5", stop=10)
+    assert "[skip] decode AV0" in again and "one process each" not in again
+
+    # another setting: a new directory, and the report reads it, not the old one
+    _run(exp, "--inference_args", "--maxlenratio 0.4")
+    new = exp / "exp" / "AV0" / "decode_maxlenratio0.4_valid.acc.ave"
+    assert (new / "eval_far_miss0_random" / "score_cer" / "result.json").is_file()
+    assert old.is_dir()  # earlier results are kept, just not reported
+    assert _view(exp) == {f"eval_far_miss{r}_random": f"{new.name}/eval_far_miss{r}_random" for r in ("0", "1.0")}
+    assert (exp / "exp" / "RESULTS.md").is_file()
+
+    # the decode config edited in place (same name, same tag): its settings record redoes the decode
+    (exp / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 3, "ctc_weight": 0.3, "nbest": 1}))
+    edited = _run(exp, "--inference_args", "--maxlenratio 0.4", stop=10)
+    assert "decode settings of AV0 changed" in edited and "one process each for all models" in edited
+    assert "beam_size: 3" in (new / "decode_settings").read_text()
