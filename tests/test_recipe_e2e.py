@@ -110,6 +110,13 @@ def test_recipe_end_to_end(tmp_path):
     assert re.search(r"^\|\s*A0\s*\|", results, re.M), results
     assert re.search(r"^\|\s*AV0\s*\|", results, re.M), results
     assert re.search(r"^\|\s*V0\s*\|\s*video only \(lip reader\)", results, re.M), results
+    # the claims table (stage 11): from the current decodes; AV0 was decoded at 50 % missing only
+    claims = {c["name"]: c for c in json.loads((work / "exp" / "claims.json").read_text(encoding="utf-8"))}
+    assert claims["av0_beats_a0"]["verdict"] == "not run" and "AV0 (missing=0)" in claims["av0_beats_a0"]["detail"]
+    assert claims["av0_bias"]["verdict"] == "not run"
+    rows = (work / "exp" / "claims_inputs" / "decodes.tsv").read_text().splitlines()
+    assert "A0\t0\tmissing=0.5\t" in "\n".join(rows) and any(r.startswith("AV0\t0\tmissing=0.5\t") for r in rows)
+    assert "Verdict rule" in (work / "exp" / "CLAIMS.md").read_text(encoding="utf-8")
 
     # re-running the finished recipe is a no-op apart from the report
     r2 = subprocess.run(cmd[:1] + ["--stage", "1", "--stop_stage", "10"] + cmd[1:], cwd=RECIPE,

@@ -104,7 +104,8 @@ noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (pap
 noise_test_sets=""     # test sets given babble noise (default: the first test set)
 babble_source=""       # babble talkers (data dir / wav.scp); empty = held-out bank (make_babble_bank)
 noise_seed=0           # seed of the noise mixing
-relative_ref=A0            # audio-only model for relative CER and representation similarity
+relative_ref=A0            # audio-only model for relative CER and representation similarity (per seed: A0_s<k>)
+claims_test_set=""         # test set of the claims table (default: the last of --test_sets)
 rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
 report_args=""         # extra make_report options
 # ---- packing (stage 12)
@@ -177,6 +178,7 @@ PY
 
 # Dropout-study models: derive one config per rate and append the models to the list.
 study_models=""
+declare -A study_rate=()   # study model -> its training dropout rate
 if [ -n "${dropout_study_rates}" ]; then
     [ -f "${dropout_study_config}" ] || die "--dropout_study_config ${dropout_study_config} does not exist"
     mkdir -p "${expdir}/conf"
@@ -196,6 +198,7 @@ with open(out, "w", encoding="utf-8") as f:
 PY
         models="${models} AVd${r}:${cfg}:${dropout_study_init}"
         study_models="${study_models} AVd${r}"
+        study_rate["AVd${r}"]="${r}"
     done
     unset r cfg
 fi
@@ -217,9 +220,13 @@ if [ -n "${seeds}" ]; then
             fi
             models="${models} ${_n}:${_c}:${_i:--}${_t:+:${_t}}"
             model_seed["${_n}"]="${_k}"; model_base["${_n}"]="${_b}"
+            if [ -n "${study_rate[${_b}]:-}" ]; then
+                study_rate["${_n}"]="${study_rate[${_b}]}"; _study+=" ${_n}"
+            fi
         done
     done
-    unset _seeds _list _k _sfx _n _c _i _t _b spec
+    study_models="${_study:-}"
+    unset _seeds _list _k _sfx _n _c _i _t _b _study spec
 fi
 
 # Models, parsed once: names[i], configs[i], inits[i], teachers[i].
@@ -911,12 +918,71 @@ if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${
 fi
 
 # ------------------------------------------------------------------ stage 11
+# ref_of <model>: the audio-only reference of relative CER and similarity, from the model's seed
+# (A0_s1 for AVd0.3_s1) when the list has it, else --relative_ref itself.
+ref_of() {
+    local sfx=""
+    [ -n "${model_base[$1]:-}" ] && sfx="${1#"${model_base[$1]}"}"
+    if [ -n "${sfx}" ] && [[ " ${names[*]} " == *" ${relative_ref}${sfx} "* ]]; then
+        echo "${relative_ref}${sfx}"
+    else
+        echo "${relative_ref}"
+    fi
+}
+# write_claims: the paper's claims on the last test set (eval), from the current decodes only,
+# every seed pooled (espnet_avsr.eval.claims; rule and intervals there) -> CLAIMS.md, claims.json.
+write_claims() {
+    local set="${claims_test_set:-${test_sets##* }}" in="${expdir}/claims_inputs" name base seed test rate dir cond
+    mkdir -p "${in}"
+    : > "${in}/decodes.tsv"; : > "${in}/relative.tsv"; : > "${in}/similarity.tsv"
+    for name in "${names[@]}"; do
+        is_vsr_model "${name}" && continue
+        base="${model_base[${name}]:-${name}}"; seed="${model_seed[${name}]:-0}"
+        while read -r test rate; do
+            [ "${test%%_babble*}" = "${set}" ] || continue
+            dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+            [ -f "${dir}/score_cer/result.json" ] || continue
+            if [[ "${test}" == *_babble* ]]; then
+                [ "${rate}" = - ] || [ "$(printf '%g' "${rate}")" = 0 ] || continue   # complete video
+                cond="babble=$(printf '%g' "${test##*_babble}")"
+            elif [ "${rate}" = - ]; then   # audio only: the same decode at every missing rate
+                for rate in ${test_missing_rates}; do
+                    printf '%s\t%s\t%s\t%s\n' "${base}" "${seed}" "missing=$(printf '%g' "${rate}")" \
+                        "${dir}/score_cer" >> "${in}/decodes.tsv"
+                done
+                continue
+            else
+                cond="missing=$(printf '%g' "${rate}")"
+            fi
+            printf '%s\t%s\t%s\t%s\n' "${base}" "${seed}" "${cond}" "${dir}/score_cer" >> "${in}/decodes.tsv"
+        done < <(decode_conditions_of "${name}")
+        if [ -n "${study_rate[${name}]:-}" ]; then   # the study's two trends, complete video
+            dir="$(decode_dir_of "${name}" "${set}" 0)"
+            ref="$(decode_dir_of "$(ref_of "${name}")" "${set}" -)"
+            if [ -f "${dir}/text" ] && [ -f "${ref}/text" ]; then
+                printf '%s\t%s\t%s\t%s\n' "${study_rate[${name}]}" "${seed}" "${ref}/text" "${dir}/text" >> "${in}/relative.tsv"
+            fi
+            sim="${expdir}/${name}/rep_similarity_${test_sets%% *}/rep_similarity.json"
+            [ -f "${sim}" ] && printf '%s\t%s\t%s\n' "${study_rate[${name}]}" "${seed}" "${sim}" >> "${in}/similarity.tsv"
+        fi
+    done
+    if [ ! -s "${in}/decodes.tsv" ]; then
+        log_msg "claims: no decode of ${set} yet, skipped"
+        return 0
+    fi
+    "${python}" -m espnet_avsr.bin.make_claims --decodes "${in}/decodes.tsv" --relative "${in}/relative.tsv" \
+        --similarity "${in}/similarity.tsv" --babble_snrs "${test_snrs}" \
+        --out_json "${expdir}/claims.json" --out_md "${expdir}/CLAIMS.md" > "${in}/make_claims.log" 2>&1 \
+        || die "make_claims failed, see ${in}/make_claims.log"
+    log_msg "claims (${set}, session-level intervals over every seed): ${expdir}/CLAIMS.md"
+}
 if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; then
     if [ -f "${MAIN_ROOT}/espnet_avsr/bin/relative_cer.py" ] && [[ " ${names[*]} " == *" ${relative_ref} "* ]]; then
         for name in "${names[@]}"; do
             { is_asr_model "${name}" || is_vsr_model "${name}"; } && continue
+            ref="$(ref_of "${name}")"
             for test in ${test_sets}; do
-                ref_dir="$(decode_dir_of "${relative_ref}" "${test}" -)"
+                ref_dir="$(decode_dir_of "${ref}" "${test}" -)"
                 for rate in ${test_missing_rates}; do
                     dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
                     # keyed by both decodes: a newer reference decode redoes it
@@ -926,7 +992,7 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
                         "${python}" -m espnet_avsr.bin.relative_cer --ref_hyp "${ref_dir}/text" \
                             --hyp "${dir}/text" --out "${dir}/relative_cer" \
                             --meta $(model_meta "${name}") "test_set=${test}" "missing_rate=${rate}" \
-                            "missing_pattern=${test_missing_pattern}" "ref_model=${relative_ref}" \
+                            "missing_pattern=${test_missing_pattern}" "ref_model=${ref}" \
                             --log_level WARNING
                 done
             done
@@ -937,18 +1003,18 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
         test="${test_sets%% *}"
         for name in "${names[@]}"; do
             { is_asr_model "${name}" || is_adapter_model "${name}" || is_vsr_model "${name}"; } && continue
-            out="${expdir}/${name}/rep_similarity_${test}"
+            out="${expdir}/${name}/rep_similarity_${test}"; ref="$(ref_of "${name}")"
             # shellcheck disable=SC2046
             unit "repsim_${name}_${test}" "${out}/rep_similarity.json" \
                 ${decode_cmd} "${out}/rep_similarity.log" \
                 "${python}" -m espnet_avsr.bin.rep_similarity \
-                    --asr_train_config "${expdir}/${relative_ref}/config.yaml" \
-                    --asr_model_file "$(model_checkpoint "${relative_ref}")" \
+                    --asr_train_config "${expdir}/${ref}/config.yaml" \
+                    --asr_model_file "$(model_checkpoint "${ref}")" \
                     --avsr_train_config "${expdir}/${name}/config.yaml" \
                     --avsr_model_file "$(model_checkpoint "${name}")" \
                     $(data_opts data "${test}" avsr) --num_samples "${rep_similarity_samples}" \
                     --device cpu --out "${out}" \
-                    --meta $(model_meta "${name}") "test_set=${test}" "ref_model=${relative_ref}"
+                    --meta $(model_meta "${name}") "test_set=${test}" "ref_model=${ref}"
         done
     fi
     # The report reads a view of the current results only: this run's decode dirs (not those of
@@ -971,6 +1037,7 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
     "${python}" -m espnet_avsr.bin.make_report --exp "${view}" --out "${expdir}/RESULTS.md" \
         --plots "${expdir}/plots" ${report_args}
     log_msg "report: ${expdir}/RESULTS.md"
+    write_claims
     stage_end
 fi
 

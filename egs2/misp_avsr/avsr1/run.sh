@@ -97,7 +97,7 @@ case "${preset}" in
         corpus_preset=calibrated
         : "${test_snrs:=5 0 -5}"
         dropout_study=true
-        preset_args=(--seeds "0 1" --test_sets "dev_far eval_far"
+        preset_args=(--seeds "0 1" --test_sets "dev_far eval_far" --noise_test_sets eval_far
                      --dropout_study_config conf/paper/train_avsr.yaml --dropout_study_init A0+V0
                      --corpus_args "--split_shares 0.65,0.13,0.22")
         : "${models:="
