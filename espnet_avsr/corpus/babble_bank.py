@@ -20,9 +20,7 @@ from espnet_avsr.corpus.speech import SAMPLE_RATE, VOICE_VARIANTS, SyllableSynth
 from espnet_avsr.corpus.text import make_babble_text, to_pinyin
 from espnet_avsr.corpus.writers import write_wav
 from espnet_avsr.corpus import rooms
-
-#: Corpus speakers' espeak pitch range (plan.make_plan); bank voices stay outside it.
-SPEAKER_PITCH = (25, 75)
+from espnet_avsr.corpus.plan import SPEAKER_PITCH
 
 
 def heldout_voices(n: int, seed: int) -> List[Voice]:

@@ -59,6 +59,7 @@ def make_datasheet(root: Path) -> Dict:
     options = json.loads(options_file.read_text(encoding="utf-8")) if options_file.is_file() else {}
     sheet: Dict = {"corpus": str(root), "options": options, "splits": {}}
     all_texts: Dict[str, str] = {}
+    speakers_of: Dict[str, set] = {}
     for split in SPLITS:
         sessions = _sessions(root, split)
         if not sessions:
@@ -81,6 +82,7 @@ def make_datasheet(root: Path) -> Dict:
                     text = "".join(c[0] for c in e["chars"] if c[1])
                     texts[text] = " ".join(c[4] for c in e["chars"] if c[1])
         all_texts.update(texts)
+        speakers_of[split] = spk
         sheet["splits"][split] = {
             "sessions": len(sessions),
             "hours": round(sum(s["duration"] for s in sessions) / 3600, 4),
@@ -99,8 +101,7 @@ def make_datasheet(root: Path) -> Dict:
         raise DatasheetError(f"{root}/alignment holds no session files")
     sheet["distinct_sentences"] = len(all_texts)
     sheet["unique_mouth_share"] = round(_unique_mouth_share(all_texts), 4)
-    train = {sp for s in _sessions(root, "train") for sp in s["speakers"]}
-    sheet["eval_speakers_unseen"] = all(sp not in train for s in _sessions(root, "eval") for sp in s["speakers"])
+    sheet["eval_speakers_unseen"] = not speakers_of.get("eval", set()) & speakers_of.get("train", set())
     return sheet
 
 

@@ -23,6 +23,10 @@ TV_VOICES = (Voice("m4", 45, 185), Voice("f3", 62, 195))
 from espnet_avsr.corpus.video import FPS
 
 
+#: espeak pitch range of corpus speakers; held-out babble voices stay outside it.
+SPEAKER_PITCH = (25, 75)
+
+
 class CorpusError(ValueError):
     """Bad corpus options or an unusable output directory."""
 
@@ -103,16 +107,16 @@ def _split_seconds(cfg: CorpusConfig) -> Dict[str, List[float]]:
 
 def _heldout_voices(cfg: CorpusConfig, used: List[Voice], n: int = 16) -> List[Voice]:
     """Babble voices no corpus speaker has: espeak variants left unused when there are
-    any, else pitches outside the speakers' 25-75 range."""
+    any, else pitches outside the speakers' range (``SPEAKER_PITCH``)."""
     rng = np.random.default_rng([cfg.seed, 2])
     free = [v for v in VOICE_VARIANTS if v not in {u.variant for u in used}]
     out = []
     for i in range(n):
         if free:
-            out.append(Voice(free[i % len(free)], int(rng.integers(25, 76)), int(rng.integers(150, 211)),
+            out.append(Voice(free[i % len(free)], int(rng.integers(SPEAKER_PITCH[0], SPEAKER_PITCH[1] + 1)), int(rng.integers(150, 211)),
                              float(rng.uniform(-3, 3))))
         else:
-            pitch = int(rng.choice([rng.integers(5, 25), rng.integers(76, 96)]))
+            pitch = int(rng.choice([rng.integers(5, SPEAKER_PITCH[0]), rng.integers(SPEAKER_PITCH[1] + 1, 96)]))
             variant = VOICE_VARIANTS[int(rng.integers(len(VOICE_VARIANTS)))]
             out.append(Voice(variant, pitch, int(rng.integers(150, 211)), float(rng.uniform(-3, 3))))
     return out
@@ -132,7 +136,7 @@ def make_plan(cfg: CorpusConfig) -> List[SessionSpec]:
     }
     ids = rng.choice(np.arange(1, 1000), sum(pool_sizes.values()), replace=False)
     variants = [VOICE_VARIANTS[i] for i in rng.permutation(len(VOICE_VARIANTS))]
-    voices = [Voice(variants[i % len(variants)], int(rng.integers(25, 76)), int(rng.integers(150, 211)),
+    voices = [Voice(variants[i % len(variants)], int(rng.integers(SPEAKER_PITCH[0], SPEAKER_PITCH[1] + 1)), int(rng.integers(150, 211)),
                     float(rng.uniform(-3, 3))) for i in range(len(ids))]
     pools: Dict[str, List[SpeakerSpec]] = {}
     k = 0

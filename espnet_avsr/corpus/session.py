@@ -279,20 +279,18 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
 
     far_snr = float(r_noise.uniform(*opts.snr_db))
     far = slice(0, rooms.N_FAR)
-    unit = rooms.sum_images(images, [1.0] * len(events), far, n)
-    noise_img[far] *= rooms.scale_to_snr(unit, noise_img[far], far_snr, active)
-    del unit
+    spans = [(e.start, e.end) for e in events]
     gains = [1.0] * len(events)
+    speech_far = rooms.sum_images(images, gains, far, n)
+    noise_img[far] *= rooms.scale_to_snr(speech_far, noise_img[far], far_snr, active)
     if opts.target_snr_db is not None:
         # a separate stream: the calibration draw changes no other random choice
         r_snr = np.random.default_rng([spec.seed, spec.index, 7])
         targets = {i: float(r_snr.uniform(*opts.target_snr_db))
                    for i, e in enumerate(events) if e.kind == "speech"}
-        gains = rooms.utterance_gains(images, [(e.start, e.end) for e in events], noise_img[0],
-                                      targets, n)
-    snrs = {"far": rooms.utterance_snrs(images, gains, [(e.start, e.end) for e in events],
-                                        noise_img[0], 0, n)}
-    speech_far = rooms.sum_images(images, gains, far, n)
+        gains = rooms.utterance_gains(images, spans, noise_img[0], targets, n)
+        speech_far = rooms.sum_images(images, gains, far, n)
+    snrs = {"far": rooms.utterance_snrs(images, gains, spans, noise_img[0], 0, n)}
     arrays = {"far": (far, speech_far)}
     if spec.has_middle_near:
         mid = slice(rooms.N_FAR, m)
@@ -301,8 +299,7 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
         achieved = 10 * np.log10(rooms.power(speech_far[0], active) / rooms.power(noise_img[0]))
         noise_img[mid] *= rooms.scale_to_snr(speech_mid, noise_img[mid],
                                              achieved + opts.middle_snr_offset, active)
-        snrs["middle"] = rooms.utterance_snrs(images, gains, [(e.start, e.end) for e in events],
-                                              noise_img[rooms.N_FAR], rooms.N_FAR, n)
+        snrs["middle"] = rooms.utterance_snrs(images, gains, spans, noise_img[rooms.N_FAR], rooms.N_FAR, n)
         arrays["middle"] = (mid, speech_mid)
     for name, (sl, speech) in arrays.items():
         pcm, _ = rooms.to_int16(speech + noise_img[sl])
