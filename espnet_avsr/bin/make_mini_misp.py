@@ -35,14 +35,6 @@ PRESETS = {
     },
 }
 
-#: What an option is when neither the user nor the preset sets it (GenOptions' defaults).
-DEFAULTS = {"speakers_per_hour": 2.5, "snr_db": "0,5", "middle_snr_offset": 5.0, "rt60": "0.3,0.7",
-            "missing_detection_rate": 0.07, "overlap_prob": 0.15, "babble_talkers": "3,5",
-            "heldout_babble": "false", "double_sentence_prob": 0.25, "split_shares": "0.8,0.1,0.1",
-            "articulation": "0.85,1.15", "far_face_scale": 1.0, "far_blur": 0.0, "far_noise": 0.0,
-            "far_jpeg_quality": 0, "far_downscale": 1, "head_motion": 1.0, "light_flicker": 0.0, "occlusion_rate": 0.0,
-            "target_snr_db": None}
-
 
 def _size(text: str) -> Tuple[int, int]:
     try:
@@ -62,6 +54,29 @@ def _range(text: str, name: str) -> Tuple[float, float]:
     if len(vals) != 2:
         raise CorpusError(f"{name} must be a number or LOW,HIGH, got {text!r}")
     return vals[0], vals[1]
+
+
+def _int_range(text: str, name: str) -> Tuple[int, int]:
+    low, high = _range(text, name)
+    return int(low), int(high)
+
+
+def _bool(text: str, name: str) -> bool:
+    return text.lower() == "true"
+
+
+#: GenOptions fields set from the command line (or a preset), with their parsers; a field
+#: neither sets keeps GenOptions' own default.
+OPTION_PARSERS = {
+    "snr_db": _range, "target_snr_db": _range, "rt60": _range, "articulation": _range,
+    "babble_talkers": _int_range, "heldout_babble": _bool,
+    "middle_snr_offset": lambda v, n: float(v), "missing_detection_rate": lambda v, n: float(v),
+    "overlap_prob": lambda v, n: float(v), "double_sentence_prob": lambda v, n: float(v),
+    "far_face_scale": lambda v, n: float(v), "far_blur": lambda v, n: float(v),
+    "far_noise": lambda v, n: float(v), "head_motion": lambda v, n: float(v),
+    "light_flicker": lambda v, n: float(v), "occlusion_rate": lambda v, n: float(v),
+    "far_jpeg_quality": lambda v, n: int(v), "far_downscale": lambda v, n: int(v),
+}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -125,39 +140,24 @@ def build_config(args: argparse.Namespace) -> CorpusConfig:
     """Options + preset -> :class:`CorpusConfig` (raises CorpusError on bad values)."""
     preset = PRESETS[args.preset]
 
-    def opt(name):  # the user's value, else the preset's, else the generator's default
+    def opt(name):  # the user's value, else the preset's (None: the generator's default)
         v = getattr(args, name)
-        return v if v is not None else preset.get(name, DEFAULTS.get(name))
+        return v if v is not None else preset.get(name)
 
-    target = opt("target_snr_db")
-    talkers = _range(str(opt("babble_talkers")), "--babble_talkers")
-    try:
-        shares = tuple(float(v) for v in str(opt("split_shares")).split(","))
-    except ValueError:
-        raise CorpusError(f"--split_shares must be three numbers, got {opt('split_shares')!r}") from None
-    if len(shares) != 3 or min(shares) <= 0:
-        raise CorpusError(f"--split_shares must be three positive numbers, got {opt('split_shares')!r}")
+    shares = CorpusConfig.split_shares
+    if opt("split_shares") is not None:
+        try:
+            shares = tuple(float(v) for v in str(opt("split_shares")).split(","))
+        except ValueError:
+            raise CorpusError(f"--split_shares must be three numbers, got {opt('split_shares')!r}") from None
+        if len(shares) != 3 or min(shares) <= 0:
+            raise CorpusError(f"--split_shares must be three positive numbers, got {opt('split_shares')!r}")
+    given = {name: parse(str(opt(name)), f"--{name}") for name, parse in OPTION_PARSERS.items()
+             if opt(name) is not None}
     options = GenOptions(
         far_size=_size(args.far_size or preset["far_size"]),
         middle_size=_size(args.middle_size or preset["middle_size"]),
-        snr_db=_range(str(opt("snr_db")), "--snr_db"),
-        middle_snr_offset=float(opt("middle_snr_offset")),
-        rt60=_range(str(opt("rt60")), "--rt60"),
-        missing_detection_rate=float(opt("missing_detection_rate")),
-        overlap_prob=float(opt("overlap_prob")),
-        target_snr_db=None if target is None else _range(str(target), "--target_snr_db"),
-        babble_talkers=(int(talkers[0]), int(talkers[1])),
-        heldout_babble=str(opt("heldout_babble")).lower() == "true",
-        double_sentence_prob=float(opt("double_sentence_prob")),
-        articulation=_range(str(opt("articulation")), "--articulation"),
-        far_face_scale=float(opt("far_face_scale")),
-        far_blur=float(opt("far_blur")),
-        far_noise=float(opt("far_noise")),
-        far_jpeg_quality=int(opt("far_jpeg_quality")),
-        far_downscale=int(opt("far_downscale")),
-        head_motion=float(opt("head_motion")),
-        light_flicker=float(opt("light_flicker")),
-        occlusion_rate=float(opt("occlusion_rate")),
+        **given,
     )
     total = sum(shares)
     return CorpusConfig(
@@ -165,7 +165,8 @@ def build_config(args: argparse.Namespace) -> CorpusConfig:
         session_seconds=args.session_seconds or preset["session_seconds"],
         sessions_per_split=args.sessions_per_split,
         min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-        speakers_per_hour=float(opt("speakers_per_hour")), options=options,
+        speakers_per_hour=float(CorpusConfig.speakers_per_hour if opt("speakers_per_hour") is None
+                                else opt("speakers_per_hour")), options=options,
     )
 
 
