@@ -10,7 +10,7 @@ import pytest
 from espnet_avsr.bin import account_utts
 from espnet_avsr.dataprep.accounting import account_recipe
 from espnet_avsr.dataprep.dump import dump_audio
-from espnet_avsr.dataprep.kaldi_dir import read_kv, write_kv
+from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 from espnet_avsr.dataprep.lip_roi import extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from test_dataprep_fixtures import FAR_LIP, SESSION, make_corpus, write_detection

@@ -17,7 +17,7 @@ import yaml
 from espnet_avsr.bin import dump_audio as dump_cli
 from espnet_avsr.data.collate import AVCollateFn
 from espnet_avsr.dataprep.dump import dump_audio
-from espnet_avsr.dataprep.kaldi_dir import read_kv, write_kv
+from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 from espnet_avsr.dataprep.validate import validate_dir
 from test_task_avsr import SENTS, TINY, TOKENS, make_dump
 

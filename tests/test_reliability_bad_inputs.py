@@ -15,8 +15,8 @@ import soundfile as sf
 
 from espnet_avsr.dataprep.dump import dump_audio
 from espnet_avsr.dataprep.enhance import FrontendConfig, enhance_data_dir
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.lip_roi import extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from espnet_avsr.dataprep.transcripts import read_text_tier

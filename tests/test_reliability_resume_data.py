@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from espnet_avsr.bin import enhance_audio as enhance_cli
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from test_dataprep_fixtures import make_corpus
 

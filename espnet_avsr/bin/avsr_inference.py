@@ -57,7 +57,8 @@ from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
 from espnet_avsr.data.missing_video import FILLS, PATTERNS, simulate_missing
-from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key, load_state_file
+from espnet_avsr.common.checkpoint import load_state_file
+from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key
 from espnet_avsr.models.decoders import MemorySliceCTC
 from espnet_avsr.models.ms_adapter import SWITCH_MODES, MSAdapterModel, adapter_conf_for, maybe_adapter_scope
 from espnet_avsr.tasks.avsr import AVSRTask

@@ -91,7 +91,8 @@ def _merged_adapter_state(
     config: Dict[str, Any], asr_model_file: str, base_model_file: Optional[str]
 ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     """An ``ms_adapter`` config + weights as one full checkpoint (base + adapters)."""
-    from espnet_avsr.models.adapters import is_adapter_key, load_state_file
+    from espnet_avsr.common.checkpoint import load_state_file
+    from espnet_avsr.models.adapters import is_adapter_key
 
     state = load_state_file(asr_model_file)
     if state and all(is_adapter_key(k) for k in state):
@@ -206,7 +207,8 @@ def resolve_model_dir(exp_dir: str, model_file: Optional[str] = None) -> Dict[st
         raise PackError(f"{d}: no checkpoint ({model_file or ', '.join(CHECKPOINTS)}); train the model first")
     out: Dict[str, Optional[str]] = {"asr_train_config": str(config_path), "asr_model_file": str(ckpt)}
     if config.get("model") == "ms_adapter":
-        from espnet_avsr.models.adapters import is_adapter_key, load_state_file
+        from espnet_avsr.common.checkpoint import load_state_file
+        from espnet_avsr.models.adapters import is_adapter_key
 
         state = load_state_file(str(ckpt))
         if state and all(is_adapter_key(k) for k in state):

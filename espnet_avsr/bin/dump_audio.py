@@ -7,7 +7,7 @@ text, utt2spk, spk2utt, [roi.scp, roi_detect_ratio] and dump_report.json.
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.dataprep.dump import NO_ROI_POLICIES, dump_audio
 
 

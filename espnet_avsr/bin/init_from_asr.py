@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import torch
 import yaml
 
+from espnet_avsr.common.checkpoint import load_state_file
 from espnet_avsr.models.asr_init import MappingReport, map_asr_to_avsr, map_vsr_to_avsr
 from espnet_avsr.tasks.avsr import AVSRTask
 
@@ -60,7 +61,7 @@ def init_from_asr(asr_model_file: str, avsr_config: str, out: str, asr_train_con
     if tokens is None:
         raise ValueError("init_from_asr: give --token_list or --asr_train_config (with token_list)")
     model = build_avsr_model(avsr_config, tokens, asr_conf.get("normalize_conf"))
-    asr_state = torch.load(asr_model_file, map_location="cpu")
+    asr_state = load_state_file(asr_model_file)
     enc = model.encoder
     avsr_state = model.state_dict()
     mapped, rep = map_asr_to_avsr(asr_state, avsr_state, enc.num_fusion_blocks, enc.num_shared_blocks)
@@ -68,7 +69,7 @@ def init_from_asr(asr_model_file: str, avsr_config: str, out: str, asr_train_con
         raise ValueError(f"{asr_model_file}: no parameter could be mapped onto {avsr_config}")
     lines = _report_lines(f"A0 {asr_model_file}", rep)
     if vsr_model_file:
-        vsr_state = torch.load(vsr_model_file, map_location="cpu")
+        vsr_state = load_state_file(vsr_model_file)
         vmapped, vrep = map_vsr_to_avsr(vsr_state, avsr_state, enc.num_fusion_blocks)
         if vrep.shape_mismatch or not any(k.startswith("video_frontend.") for k in vmapped):
             # half a video branch would be worse than a fresh one

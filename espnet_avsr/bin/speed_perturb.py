@@ -7,7 +7,7 @@ sequences are remapped by nearest frame to round(T / f) frames here.
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.dataprep.speed import speed_perturb_dir
 
 

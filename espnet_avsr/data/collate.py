@@ -21,13 +21,13 @@ import torch
 
 from espnet2.train.collate_fn import CommonCollateFn
 
-from espnet_avsr.dataprep.dump import FRAME_SAMPLES
+from espnet_avsr.common.timing import SAMPLES_PER_FRAME
 
 
 class AVCollateFn(CommonCollateFn):
     """CommonCollateFn(float_pad_value=0, int_pad_value=-1) + per-frame shape checks + absent video."""
 
-    def __init__(self, video_name: str = "video", speech_name: str = "speech", frame_samples: int = FRAME_SAMPLES):
+    def __init__(self, video_name: str = "video", speech_name: str = "speech", frame_samples: int = SAMPLES_PER_FRAME):
         super().__init__(float_pad_value=0.0, int_pad_value=-1)
         self.video_name = video_name
         self.speech_name = speech_name

@@ -21,21 +21,20 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import soundfile as sf
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, atomic_write_wav, wav_is_complete
-from espnet_avsr.dataprep.kaldi_dir import load_dir, parse_segments, read_kv, utt2spk_to_spk2utt, write_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_save_npy, atomic_write_json, atomic_write_wav, wav_is_complete
+from espnet_avsr.common.kaldi_dir import load_dir, parse_segments, read_kv, utt2spk_to_spk2utt, write_kv
+from espnet_avsr.common.timing import ROI_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from espnet_avsr.dataprep.speed import change_speed, perturbed_length
 
 PathLike = Union[str, Path]
-SAMPLE_RATE = 16000
-FRAME_SAMPLES = SAMPLE_RATE // 25  # samples per 40 ms video frame
 NO_ROI_POLICIES = ("drop", "mark", "omit")
 ABSENT_VIDEO_NAME = "no_video.npy"
 
 
 def write_absent_video_marker(out: Path, rois: Dict[str, str]) -> str:
     """The shared zero-length ROI of `mark`, as wide as the set's real ROIs (96 if none)."""
-    side: Tuple[int, ...] = (96, 96)
+    side: Tuple[int, ...] = (ROI_SIZE, ROI_SIZE)
     first = next(iter(rois.values()), None)
     if first is not None:
         try:
@@ -137,7 +136,7 @@ def dump_audio(
                 else:
                     s, e = 0, sfile.frames
                 n = e - s
-                if e > sfile.frames + FRAME_SAMPLES:
+                if e > sfile.frames + SAMPLES_PER_FRAME:
                     drops["segment_beyond_audio"] += 1
                     dropped[u] = f"segment ends at sample {e}, {path} has {sfile.frames}"
                     continue

@@ -19,9 +19,10 @@ from nara_wpe.utils import istft, stft
 from nara_wpe.wpe import wpe_v6
 
 from espnet_avsr.dataprep.beamform import delay_and_sum, gcc_phat_delays, low_energy_frames, mvdr_souden
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_write_json, wav_is_complete
-from espnet_avsr.dataprep.kaldi_dir import copy_dir_files, load_dir, parse_segments, split_paths, write_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_write_json, wav_is_complete
+from espnet_avsr.common.timing import SAMPLE_RATE
+from espnet_avsr.common.kaldi_dir import copy_dir_files, load_dir, parse_segments, split_paths, write_kv
 
 try:
     from threadpoolctl import threadpool_limits
@@ -30,7 +31,6 @@ except ImportError:  # pragma: no cover - optional; only speed is affected
 
 PathLike = Union[str, Path]
 METHODS = ("wpe_ds", "wpe_mvdr", "ds", "mvdr", "first_channel")
-SAMPLE_RATE = 16000
 MAX_LENGTH_MISMATCH = SAMPLE_RATE // 2  # channels of one array may differ by < 0.5 s (trimmed ends)
 
 

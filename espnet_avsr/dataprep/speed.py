@@ -17,9 +17,9 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
-from espnet_avsr.dataprep.kaldi_dir import load_dir, read_kv, save_dir
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
+from espnet_avsr.common.kaldi_dir import load_dir, read_kv, save_dir
 
 PathLike = Union[str, Path]
 

@@ -597,7 +597,7 @@ def make_report(exp: PathLike, out_md: PathLike, plots_dir: Optional[PathLike] =
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     rep.markdown = render_markdown(rep, exp, out_md)
-    from espnet_avsr.dataprep.fileio import atomic_write_text
+    from espnet_avsr.common.fileio import atomic_write_text
 
     atomic_write_text(out_md, rep.markdown)
     log.info("wrote %s: %d tables, %d figures, %d notes", out_md, len(rep.tables), len(rep.plots), len(rep.notes))

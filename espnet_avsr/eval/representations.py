@@ -271,7 +271,7 @@ def write_similarity(
     """Cosine matrices (npy + PNG), CKA per pair and across all layers (json), pooled arrays."""
     from pathlib import Path
 
-    from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, atomic_write_text
+    from espnet_avsr.common.fileio import atomic_save_npy, atomic_write_json, atomic_write_text
     from espnet_avsr.eval.bias import cka_matrix, cosine_matrix, diagonal_contrast, linear_cka
     from espnet_avsr.eval.plots import heatmap
 

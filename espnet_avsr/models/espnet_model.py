@@ -35,6 +35,7 @@ from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_avsr.data.missing_video import VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value
+from espnet_avsr.common.timing import CROP_SIZE, subsampled_length
 from espnet_avsr.models.av_conformer import AVConformerEncoder
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
 
@@ -146,8 +147,8 @@ class ESPnetAVSRModel(ESPnetASRModel):
         ``video_dropout.fill: black``, else zero.
         """
         feats, feats_lengths = self._extract_feats(speech, speech_lengths)
-        n = ((feats_lengths - 1) // 2 - 1) // 2
-        side = getattr(self.video_frontend, "roi_size", 88)
+        n = subsampled_length(feats_lengths)
+        side = getattr(self.video_frontend, "roi_size", CROP_SIZE)
         cfg = self.video_dropout
         value = fill_value("black", cfg.mean, cfg.std) if cfg is not None and cfg.fill == "black" else 0.0
         video = speech.new_full((speech.size(0), int(n.max()), side, side), value, dtype=torch.float32)
