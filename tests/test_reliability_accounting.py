@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -16,22 +15,6 @@ from espnet_avsr.dataprep.prepare import prepare_misp_data
 from test_dataprep_fixtures import FAR_LIP, SESSION, make_corpus, write_detection
 
 U017B = "S017_R01_S016017_C02_I1_000332-000480"  # its lips are undetected -> few_detections
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    """ESPnet and the CLIs call logging.basicConfig on pytest's per-test stderr; drop those
-    handlers afterwards so later tests do not log into a closed stream."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in before:
-            root.removeHandler(h)
-    for h in before:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)
 
 
 @pytest.fixture()

@@ -4,7 +4,6 @@ counted skip with a reason. Summary table: docs/RELIABILITY.md."""
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Callable, Dict
@@ -26,22 +25,6 @@ from test_dataprep_fixtures import FAR_LIP, SESSION, SR, make_corpus, write_dete
 SET = "dev"
 FAR_JSON = f"detection/{SET}/far/{SESSION}_Far.json"
 U016 = "S016_R01_S016017_C02_I1_000052-000172"  # 0.52-1.72 s
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    """ESPnet and the CLIs call logging.basicConfig on pytest's per-test stderr; drop those
-    handlers afterwards so later tests do not log into a closed stream."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in before:
-            root.removeHandler(h)
-    for h in before:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

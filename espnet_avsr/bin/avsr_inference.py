@@ -59,7 +59,6 @@ from espnet.nets.scorers.length_bonus import LengthBonus
 from espnet_avsr.data.missing_video import FILLS, PATTERNS, simulate_missing
 from espnet_avsr.common.checkpoint import load_state_file
 from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key
-from espnet_avsr.models.decoders import MemorySliceCTC
 from espnet_avsr.models.ms_adapter import SWITCH_MODES, MSAdapterModel, adapter_conf_for, maybe_adapter_scope
 from espnet_avsr.tasks.avsr import AVSRTask
 
@@ -146,12 +145,9 @@ class AVSpeech2Text:
         self.device, self.dtype = device, dtype
         token_list = model.token_list
 
-        ctc = model.ctc
-        if model.uses_video_memory:
-            ctc = MemorySliceCTC(ctc, model.encoder.output_size())
         scorers = dict(
             decoder=model.decoder,
-            ctc=CTCPrefixScorer(ctc=ctc, eos=model.eos),
+            ctc=CTCPrefixScorer(ctc=model.ctc, eos=model.eos),
             length_bonus=LengthBonus(len(token_list)),
         )
         weights = dict(decoder=1.0 - ctc_weight, ctc=ctc_weight, length_bonus=penalty, lm=lm_weight)
@@ -248,8 +244,7 @@ class AVSpeech2Text:
         # the decoder adapters must stay on (or off) for the whole beam search
         with maybe_adapter_scope(self.model, adapted):
             enc, enc_lens, aux = self.model.encode(**batch, return_hidden=True)
-            memory = self.model.decoder_memory(enc, aux)[0]
-            hyps = self.beam_search(x=memory, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
+            hyps = self.beam_search(x=enc[0], maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
         results = []
         for hyp in hyps[: self.nbest]:
             token_int = [int(t) for t in hyp.yseq[1:-1].tolist() if int(t) != 0]

@@ -8,7 +8,7 @@ import logging
 from typing import List, Optional
 
 from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
-from espnet_avsr.eval.noise import MixConfig, mix_dump_dir
+from espnet_avsr.dataprep.noise import MixConfig, mix_dump_dir
 
 
 def get_parser() -> argparse.ArgumentParser:

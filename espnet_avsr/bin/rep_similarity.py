@@ -8,16 +8,9 @@ import logging
 from typing import List, Optional
 
 from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
+from espnet_avsr.analysis.representations import TASKS, MissingSpec, collect_pooled, load_model, task_class
 from espnet_avsr.eval.io import parse_meta
-from espnet_avsr.eval.representations import (
-    TASKS,
-    MissingSpec,
-    collect_pooled,
-    load_model,
-    parse_layer_pairs,
-    task_class,
-    write_similarity,
-)
+from espnet_avsr.eval.similarity import parse_layer_pairs, write_similarity
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -23,13 +23,13 @@ every model decoded with the same seed sees the same missing frames.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from espnet_avsr.common.seeding import utterance_rng
 from espnet_avsr.data.roi_norm import ROI_MEAN, ROI_STD
 
 PATTERNS = ("random", "segment", "utterance")
@@ -63,12 +63,6 @@ def fill_value(fill: str, mean: float = ROI_MEAN, std: float = ROI_STD) -> float
     if fill == "repeat_last":
         raise ValueError("repeat_last fills with earlier frames, not a constant")
     return black_level(mean, std) if fill == "black" else 0.0
-
-
-def utterance_rng(utt_id: str, seed: int = 0) -> np.random.Generator:
-    """A generator that depends only on (seed, utt_id), stable across processes."""
-    digest = hashlib.sha256(f"{seed}:{utt_id}".encode("utf-8")).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 def missing_mask(num_frames: int, rate: float, pattern: str, rng: np.random.Generator) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 from espnet_avsr.common.errors import DataPrepError
 from espnet_avsr.common.fileio import atomic_save_npy, atomic_write_json, atomic_write_wav, wav_is_complete
@@ -110,10 +111,6 @@ def dump_audio(
     num_samples: "OrderedDict[str, str]" = OrderedDict()
     wavs: "OrderedDict[str, str]" = OrderedDict()
     stats = Counter()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = lambda x, **k: x  # noqa: E731
     for rec in tqdm(sorted(by_rec), desc="dump", disable=None):
         if rec not in files["wav.scp"]:
             for u in by_rec[rec]:

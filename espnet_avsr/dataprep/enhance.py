@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 from nara_wpe.utils import istft, stft
 from nara_wpe.wpe import wpe_v6
+from tqdm import tqdm
 
 from espnet_avsr.dataprep.beamform import delay_and_sum, gcc_phat_delays, low_energy_frames, mvdr_souden
 from espnet_avsr.common.errors import DataPrepError
@@ -271,10 +272,6 @@ def enhance_data_dir(
             seg_by_rec.setdefault(rec, []).append((s, e))
     new_wav = {}
     stats = {"done": 0, "skipped_existing": 0, "passthrough": 0, "clipped_samples": 0, "audio_seconds": 0.0}
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = lambda x, **k: x  # noqa: E731
     for rec, wav in tqdm(list(files["wav.scp"].items()), desc="enhance", disable=None):
         paths = chans.get(rec, [wav])
         if len(paths) == 1 and cfg.method != "first_channel":

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from espnet_avsr.dataprep.detection import (
     BoxScaleError,
@@ -267,10 +268,6 @@ def extract_lip_roi(
             continue
         videos[vid].append(UttJob(utt, spk, start, n, out / "npy" / f"{utt}.npy"))
     ratios: Dict[str, float] = {}
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = lambda x, **k: x  # noqa: E731
     for vid in tqdm(sorted(videos), desc="lip roi", disable=None):
         if vid not in files["video.scp"]:
             raise DataPrepError(data_dir / "video.scp", f"no entry for video {vid!r}")

@@ -111,16 +111,6 @@ class ESPnetAVSRModel(ESPnetASRModel):
         self.audio_dropout = float(audio_dropout)
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def uses_video_memory(self) -> bool:
-        return bool(getattr(self.decoder, "uses_video_memory", False))
-
-    def decoder_memory(self, enc: torch.Tensor, aux: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the attention decoder attends to: enc, or [enc; video] for the fusion decoder."""
-        if self.uses_video_memory:
-            return torch.cat([enc, aux["video"][:, : enc.size(1)]], dim=-1)
-        return enc
-
     def drop_video(self, video: torch.Tensor, video_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Training-time video dropout: (filled video, (B, T) missing mask)."""
         cfg = self.video_dropout
@@ -312,7 +302,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
             stats["cer_ctc"] = cer_ctc
         if self.ctc_weight != 1.0:
             loss_att, acc_att, cer_att, wer_att = self._calc_att_loss(
-                self.decoder_memory(enc, aux), enc_lens, text, text_lengths
+                enc, enc_lens, text, text_lengths
             )
             stats.update(loss_att=loss_att.detach(), acc=acc_att, cer=cer_att, wer=wer_att)
         if loss_att is None:

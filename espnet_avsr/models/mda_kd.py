@@ -265,7 +265,7 @@ class MDAKDModel(ESPnetAVSRModel):
                     views[key] = teacher.ctc.ctc_lo(enc)
                 elif key == "decoder":
                     ys_in, _ = add_sos_eos(text, teacher.sos, teacher.eos, teacher.ignore_id)
-                    views[key], _ = teacher.decoder(teacher.decoder_memory(enc, hidden), lens, ys_in, text_lengths + 1)
+                    views[key], _ = teacher.decoder(enc, lens, ys_in, text_lengths + 1)
                 elif key in hidden:
                     views[key] = hidden[key]
                 else:

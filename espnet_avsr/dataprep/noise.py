@@ -26,8 +26,9 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
-from espnet_avsr.data.missing_video import utterance_rng
+from espnet_avsr.common.seeding import utterance_rng
 from espnet_avsr.common import levels
 from espnet_avsr.common.errors import DataPrepError
 from espnet_avsr.common.fileio import atomic_write_json, atomic_write_text, atomic_write_wav, wav_is_complete
@@ -346,14 +347,7 @@ def mix_dump_dir(data_dir: PathLike, out_dir: PathLike, cfg: MixConfig, progress
     new_scp: Dict[str, str] = {}
     counts = {"mixed": 0, "resumed": 0, "silent": 0, "clip_rescaled": 0}
     utts = sorted(wav_scp)
-    iterator = utts
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            iterator = tqdm(utts, desc=f"mix {cfg.noise} {cfg.snr:g} dB", unit="utt", mininterval=5)
-        except ImportError:  # pragma: no cover
-            pass
+    iterator = tqdm(utts, desc=f"mix {cfg.noise} {cfg.snr:g} dB", unit="utt", mininterval=5) if progress else utts
     with open(partial, "a", encoding="utf-8") as plog:
         for utt in iterator:
             out_wav = wav_dir / f"{_safe_name(utt)}.wav"
