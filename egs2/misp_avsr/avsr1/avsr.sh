@@ -123,7 +123,7 @@ train_fresh=false          # stages 8-9: move aside an exp/<name> trained with o
 misp_root="${MISP_ROOT:-}"
 . utils/parse_options.sh
 . ./cmd.sh
-. utils/stage_lib.sh
+. local/stage_lib.sh
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
 [ -n "${decode_nj}" ] || decode_nj="${nj}"
