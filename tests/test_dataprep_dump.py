@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from espnet_avsr.bin import check_dump as check_cli
-from espnet_avsr.bin import dump_audio as dump_cli
+from espnet_avsr.bin import make_dump as dump_cli
 from espnet_avsr.bin import make_token_list as token_cli
 from espnet_avsr.bin import speed_perturb as speed_cli
 from espnet_avsr.dataprep.dump_check import check_dump

@@ -54,3 +54,16 @@ def test_bad_configs_name_the_file(tmp_path):
         kind_of_file(bad)
     with pytest.raises(SystemExit, match="rate must be in"):
         experiment.main(["dropout_config", str(bad), "1.5", str(tmp_path / "o.yaml")])
+
+
+def test_report_takes_training_settings_from_meta_json(tmp_path):
+    from espnet_avsr.eval.report import load_records
+
+    exp = tmp_path / "exp"
+    d = exp / "A1" / "decode" / "eval_far"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"cer": 0.2, "meta": {"test_set": "eval_far", "missing_rate": 0.5}}))
+    (exp / "A1" / "meta.json").write_text(json.dumps({"model": "A1", "modality": "av", "train_dropout": 0.3}))
+    (rec,), problems = load_records(exp, "result.json", "cer")
+    assert not problems and rec.meta["modality"] == "av" and rec.train_dropout == 0.3
+    assert rec.meta["missing_rate"] == 0.5  # the score's own meta stays

@@ -185,7 +185,7 @@ def test_collate_pads_video_and_gives_lengths():
 def test_init_from_asr_copies_audio_blocks(tmp_path):
     from espnet2.tasks.asr import ASRTask
 
-    from espnet_avsr.bin.init_from_asr import init_from_asr
+    from espnet_avsr.bin.init_avsr import init_avsr
     from espnet_avsr.tasks.avsr import AVSRTask
 
     conf = ROOT / "egs2/misp_avsr/avsr1/conf"
@@ -196,7 +196,7 @@ def test_init_from_asr_copies_audio_blocks(tmp_path):
     )
     a0 = ASRTask.build_model(a0_args)
     torch.save(a0.state_dict(), tmp_path / "a0.pth")
-    rep = init_from_asr(str(tmp_path / "a0.pth"), str(conf / "train_avsr.yaml"), str(tmp_path / "init.pth"), token_list=str(tok))
+    rep = init_avsr(str(tmp_path / "a0.pth"), str(conf / "train_avsr.yaml"), str(tmp_path / "init.pth"), token_list=str(tok))
     assert not rep.shape_mismatch
     assert not [k for k in rep.unused_asr if k.startswith(("encoder.", "decoder.", "ctc."))]
 

@@ -8,7 +8,7 @@ import pytest
 
 from espnet_avsr.bin import account_utts
 from espnet_avsr.dataprep.accounting import account_recipe
-from espnet_avsr.dataprep.dump import dump_audio
+from espnet_avsr.dataprep.dump import make_dump
 from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 from espnet_avsr.dataprep.lip_roi import extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
@@ -25,7 +25,7 @@ def recipe(tmp_path) -> Path:
     r = tmp_path / "recipe"
     prepare_misp_data(corpus, "dev", "far", r / "data" / "dev_far")
     extract_lip_roi(r / "data" / "dev_far", r / "dump" / "roi" / "dev_far")
-    dump_audio(r / "data" / "dev_far", r / "dump" / "raw" / "dev_far",
+    make_dump(r / "data" / "dev_far", r / "dump" / "raw" / "dev_far",
                roi_scp=r / "dump" / "roi" / "dev_far" / "roi.scp")
     hyps = {u: "好" for u in read_kv(r / "dump" / "raw" / "dev_far" / "text")}
     write_kv(r / "exp" / "AV0" / "decode_avsr_valid.acc.ave" / "dev_far_miss0.5_random" / "text", hyps)

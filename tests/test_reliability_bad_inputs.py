@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_avsr.dataprep.dump import dump_audio
+from espnet_avsr.dataprep.dump import make_dump
 from espnet_avsr.dataprep.enhance import FrontendConfig, enhance_data_dir
 from espnet_avsr.common.errors import DataPrepError
 from espnet_avsr.common.kaldi_dir import read_kv
@@ -79,7 +79,7 @@ def zero_byte_wav(base, tmp):
     root, data = prepared(base, tmp)
     wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
     wav.write_bytes(b"")
-    raises_naming(DataPrepError, wav, lambda: dump_audio(data, tmp / "raw"), "cannot open audio")
+    raises_naming(DataPrepError, wav, lambda: make_dump(data, tmp / "raw"), "cannot open audio")
 
 
 def header_only_wav(base, tmp):
@@ -87,7 +87,7 @@ def header_only_wav(base, tmp):
     root, data = prepared(base, tmp)
     wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
     sf.write(str(wav), np.zeros(0, np.float32), SR, subtype="PCM_16")
-    rep = dump_audio(data, tmp / "raw")
+    rep = make_dump(data, tmp / "raw")
     assert rep["num_utts"] == 0 and rep["dropped"] == {"segment_beyond_audio": 4}
     assert all(str(wav) in why for why in rep["dropped_utts"].values())
 
@@ -96,7 +96,7 @@ def wrong_sample_rate(base, tmp):
     root, data = prepared(base, tmp)
     wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
     sf.write(str(wav), np.zeros(6 * 8000, np.float32), 8000, subtype="PCM_16")
-    raises_naming(DataPrepError, wav, lambda: dump_audio(data, tmp / "raw"), "16000", "8000")
+    raises_naming(DataPrepError, wav, lambda: make_dump(data, tmp / "raw"), "16000", "8000")
     raises_naming(DataPrepError, wav, lambda: enhance_data_dir(data, tmp / "enh", FrontendConfig(method="ds")), "16000")
 
 
@@ -215,7 +215,7 @@ def utt_in_text_not_in_video(base, tmp):
     (data / "utt2video").write_text("".join(f"{k} {v}\n" for k, v in u2v.items()), encoding="utf-8")
     rep = extract_lip_roi(data, tmp / "roi")
     assert rep["skipped"] == {U016: "no_video"}
-    drep = dump_audio(data, tmp / "raw", roi_scp=tmp / "roi" / "roi.scp")
+    drep = make_dump(data, tmp / "raw", roi_scp=tmp / "roi" / "roi.scp")
     assert drep["dropped_utts"] == {U016: "no_roi"} and drep["num_utts"] == 3
 
 

@@ -36,6 +36,8 @@ import yaml
 
 from espnet2.bin.pack import main as espnet_pack_main
 
+from espnet_avsr.common.cli import add_log_level, run_cli
+
 # Keys only training uses; init_param would pull a base or teacher checkpoint into the archive,
 # config (the training YAML the run started from) a stale copy of the config.
 TRAIN_ONLY_KEYS = (
@@ -266,18 +268,17 @@ def get_parser() -> argparse.ArgumentParser:
                    help="MS-Adapter only: the base model checkpoint (default: the config's init_param)")
     p.add_argument("--option", action="append", default=[], help="extra file to put in the archive (e.g. RESULTS.md)")
     p.add_argument("--outpath", required=True, help="output .zip (or .tar.gz)")
+    add_log_level(p)
     return p
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s: %(message)s")
-    args = get_parser().parse_args(cmd)
+def _body(args: argparse.Namespace) -> None:
     pack_avsr(args.asr_train_config, args.asr_model_file, args.outpath, args.base_model_file, args.option)
 
 
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    run_cli(get_parser(), _body, None if cmd is None else list(cmd), errors=(PackError, FileNotFoundError))
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (PackError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        raise SystemExit(1)
+    main()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed-perturbed copy of a data dir (sp<f>- ids, utt2speed) with matching ROI timelines.
 
-Audio is resampled like `sox speed` (tempo and pitch) when dump_audio runs; ROI
+Audio is resampled like `sox speed` (tempo and pitch) when make_dump runs; ROI
 sequences are remapped by nearest frame to round(T / f) frames here.
 """
 import argparse

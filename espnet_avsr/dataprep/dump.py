@@ -47,7 +47,7 @@ def write_absent_video_marker(out: Path, rois: Dict[str, str]) -> str:
     return str(target.resolve())
 
 
-def dump_audio(
+def make_dump(
     data_dir: PathLike,
     out: PathLike,
     roi_scp: Optional[PathLike] = None,

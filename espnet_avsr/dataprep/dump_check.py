@@ -2,7 +2,7 @@
 
 Per utterance, `num_samples / 640` (40 ms frames) is compared to the ROI's T;
 anything off by more than the tolerance, missing on one side or with the wrong
-shape/dtype is an outlier. A zero-length ROI is `dump_audio --no_roi mark`'s
+shape/dtype is an outlier. A zero-length ROI is `make_dump --no_roi mark`'s
 "no video at all" marker: counted as `video_absent`, not an outlier.
 """
 from pathlib import Path

@@ -17,7 +17,7 @@ Two merges (``merge``):
 Names are chosen so a stock ESPnet ConformerEncoder (A0, ``rel_pos_type: latest``,
 ``macaron_style: true``) maps onto it: ``embed`` = its ``embed``, ``audio_blocks[i]`` =
 its ``encoders[i]`` (i < N), ``shared_blocks[j]`` = its ``encoders[N + j]``,
-``after_norm`` = its ``after_norm`` (see ``espnet_avsr.bin.init_from_asr``).
+``after_norm`` = its ``after_norm`` (see ``espnet_avsr.bin.init_avsr``).
 
 Length reconciliation (after subsampling, per utterance): when audio and video lengths
 differ by at most ``length_tolerance`` frames both are trimmed to the shorter. Larger

@@ -34,7 +34,8 @@ from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_avsr.data.missing_video import VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value
+from espnet_avsr.data.missing_video import (VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value,
+                                             frames_present)
 from espnet_avsr.common.timing import CROP_SIZE, subsampled_length
 from espnet_avsr.models.av_conformer import AVConformerEncoder
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
@@ -123,11 +124,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         self, batch_size: int, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor], device: torch.device
     ) -> torch.Tensor:
         """(B,) bool: the samples drawn with ``audio_dropout`` among those that keep some video."""
-        has_video = video_lengths > 0
-        if video_missing is not None:
-            t = torch.arange(video_missing.size(1), device=video_missing.device)[None, :]
-            present = (~video_missing) & (t < video_lengths.to(video_missing.device)[:, None])
-            has_video = has_video.to(present.device) & present.any(dim=1)
+        has_video = frames_present(video_lengths, video_missing).any(dim=1)
         return (torch.rand(batch_size, device=device) < self.audio_dropout) & has_video.to(device)
 
     def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

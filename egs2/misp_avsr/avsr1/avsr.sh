@@ -66,7 +66,7 @@ data_dir=data
 dumpdir=dump
 expdir=exp
 # ---- models: one per line (or space separated): name:config:init[:teacher]
-#      init "-" = from scratch; "A0" (an audio-only model) = init_from_asr;
+#      init "-" = from scratch; "A0" (an audio-only model) = init_avsr;
 #      "A0+V0" = the same plus the video branch from a lip reader V0 (encoder: video_conformer);
 #      "AVk" = --init_param of that model's checkpoint. teacher = KD teacher model.
 models="A0:conf/train_asr.yaml:-"   # name:config:init[:teacher], one per line or word
@@ -462,8 +462,8 @@ dump_set() {   # dump_set <audio data dir> <roi.scp> <dump name>
     local n; n="$(n_parts "${src}" "${nj}")"
     split_dir "${src}" "${n}"
     rm -f "${out}/wav.scp"
-    ${train_cmd} JOB=1:"${n}" "${out}/log/dump_audio.JOB.log" \
-        "${python}" -m espnet_avsr.bin.dump_audio --data "${src}/split${n}/JOB" --out "${out}" \
+    ${train_cmd} JOB=1:"${n}" "${out}/log/make_dump.JOB.log" \
+        "${python}" -m espnet_avsr.bin.make_dump --data "${src}/split${n}/JOB" --out "${out}" \
             --scp_dir "${out}/part.JOB" --roi_scp "${roi}" --no_roi "${no_roi}"
     # shellcheck disable=SC2046
     merge_dirs "${out}" $(part_list "${out}/part." "${n}")
@@ -593,10 +593,10 @@ train_model() {   # train_model <name>
         local src; src="$(model_checkpoint "${init}")"
         if is_asr_model "${init}" && [ "${task}" = avsr ]; then
             # an audio-only model initialises the audio branch, encoder and decoder
-            "${python}" -m espnet_avsr.bin.init_from_asr --asr_model_file "${src}" "${vsr_opts[@]}" \
+            "${python}" -m espnet_avsr.bin.init_avsr --asr_model_file "${src}" "${vsr_opts[@]}" \
                 --asr_train_config "${expdir}/${init}/config.yaml" --token_list "${token_list}" \
-                --avsr_config "${config}" --out "${out}/init.pth" > "${out}/init_from_asr.log" 2>&1 \
-                || die "init_from_asr failed, see ${out}/init_from_asr.log"
+                --avsr_config "${config}" --out "${out}/init.pth" > "${out}/init_avsr.log" 2>&1 \
+                || die "init_avsr failed, see ${out}/init_avsr.log"
             extra+=(--init_param "${out}/init.pth")
         else
             extra+=(--init_param "${src}")
