@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from espnet_avsr.dataprep.kaldi_dir import save_dir  # noqa: E402
+from espnet_avsr.common.kaldi_dir import save_dir  # noqa: E402
 from espnet_avsr.dataprep.lip_roi import RoiConfig, extract_lip_roi  # noqa: E402
 
 

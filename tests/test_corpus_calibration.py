@@ -200,7 +200,7 @@ def test_babble_bank_voices_and_text_are_held_out(tmp_path):
     import soundfile as sf
 
     from espnet_avsr.corpus.babble_bank import SPEAKER_PITCH, heldout_voices, make_babble_bank
-    from espnet_avsr.eval.noise import MixConfig, build_noise
+    from espnet_avsr.dataprep.noise import MixConfig, build_noise
 
     voices = heldout_voices(10, 0)
     assert all(not SPEAKER_PITCH[0] <= v.pitch <= SPEAKER_PITCH[1] for v in voices)

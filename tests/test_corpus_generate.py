@@ -12,9 +12,10 @@ import soundfile as sf
 from praatio import textgrid
 
 from espnet_avsr.bin.make_mini_misp import main as make_mini_misp
-from espnet_avsr.corpus.layout import SESSION_RE, parse_name, speakers_of
+from espnet_avsr.common.naming import SESSION_RE, parse_name, speakers_of
 from espnet_avsr.corpus.text import FILLERS, PUNCTUATION
-from espnet_avsr.corpus.video import FPS, crop_lip
+from espnet_avsr.common.timing import VIDEO_FPS as FPS
+from espnet_avsr.corpus.video import crop_lip
 from espnet_avsr.corpus.visemes import VISEME_CLASSES
 
 TINY = ["--preset", "tiny", "--no_progress", "--log_level", "WARNING"]

@@ -11,7 +11,7 @@ from praatio import textgrid
 
 from espnet_avsr.bin.make_mini_misp import main as make_mini_misp
 from espnet_avsr.corpus.faces import FaceStyle, draw_face
-from espnet_avsr.corpus.layout import parse_name, session_id, speakers_of
+from espnet_avsr.common.naming import parse_name, session_id, speakers_of
 from espnet_avsr.corpus.text import (FILLERS, character_inventory, make_sentence, strip_punct,
                                      to_pinyin)
 from espnet_avsr.corpus.video import crop_lip, missing_mask

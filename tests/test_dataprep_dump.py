@@ -6,11 +6,11 @@ import pytest
 import soundfile as sf
 
 from espnet_avsr.bin import check_dump as check_cli
-from espnet_avsr.bin import dump_audio as dump_cli
+from espnet_avsr.bin import make_dump as dump_cli
 from espnet_avsr.bin import make_token_list as token_cli
 from espnet_avsr.bin import speed_perturb as speed_cli
 from espnet_avsr.dataprep.dump_check import check_dump
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.lip_roi import extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from espnet_avsr.dataprep.speed import change_speed, perturbed_length, roi_index_map

@@ -11,8 +11,8 @@ from scipy.signal import lfilter
 from espnet_avsr.bin import enhance_audio as enhance_cli
 from espnet_avsr.dataprep.beamform import gcc_phat_delays
 from espnet_avsr.dataprep.enhance import FrontendConfig, block_bounds, process_block, stream_enhance
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv, write_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 from nara_wpe.utils import stft
 
 SR = 16000

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from espnet_avsr.bin import prepare_misp_data as prep_cli
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.prepare import prepare_misp_data
-from espnet_avsr.dataprep.session import parse_near_stem, parse_session, utt_id
+from espnet_avsr.common.naming import parse_near_stem, parse_session, utt_id
 from espnet_avsr.dataprep.transcripts import Interval, clean_text, decode_textgrid_bytes, filter_interval, read_text_tier
 from espnet_avsr.dataprep.validate import validate_dir
 from test_dataprep_fixtures import SESSION, make_corpus, write_textgrid

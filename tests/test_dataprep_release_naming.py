@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from espnet_avsr.dataprep.transcripts import Interval, filter_interval
 from test_dataprep_fixtures import SR, write_detection, write_textgrid, write_video, write_wav

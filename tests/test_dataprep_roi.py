@@ -7,8 +7,8 @@ import pytest
 
 from espnet_avsr.bin import extract_lip_roi as roi_cli
 from espnet_avsr.dataprep.detection import crop_square, interpolate_boxes, lip_track, load_detections
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.lip_roi import RoiConfig, crop_roi, extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from test_dataprep_fixtures import FAR_LIP, SESSION, make_corpus, mouth_box, write_detection

@@ -5,7 +5,7 @@ import pytest
 
 from espnet_avsr.bin import split_data_dir as split_cli
 from espnet_avsr.bin import validate_data_dir as validate_cli
-from espnet_avsr.dataprep.kaldi_dir import load_dir, read_kv, write_kv
+from espnet_avsr.common.kaldi_dir import load_dir, read_kv, write_kv
 from espnet_avsr.dataprep.split import split_data_dir
 from espnet_avsr.dataprep.validate import fix_dir, validate_dir
 
@@ -31,7 +31,7 @@ def make_dir(d: Path, sessions=("R01_S001002_C01_I0", "R02_S003004_C01_I0", "R03
             text[u], u2s[u], seg[u] = "你好", f"S{spk}", f"{rec} {s:.2f} {e:.2f}"
     for name, kv in (("text", text), ("utt2spk", u2s), ("segments", seg), ("wav.scp", wav)):
         write_kv(d / name, kv)
-    from espnet_avsr.dataprep.kaldi_dir import utt2spk_to_spk2utt
+    from espnet_avsr.common.kaldi_dir import utt2spk_to_spk2utt
 
     write_kv(d / "spk2utt", utt2spk_to_spk2utt(u2s))
     return d

@@ -12,7 +12,7 @@ from espnet_avsr.eval.bias import (
     pooled_mean,
     relative_cer,
 )
-from espnet_avsr.eval.representations import parse_layer_pairs
+from espnet_avsr.eval.similarity import parse_layer_pairs
 
 
 def _orthogonal(d, rng):

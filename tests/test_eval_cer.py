@@ -15,7 +15,7 @@ from espnet_avsr.eval.cer import (
     score_cpcer,
 )
 from espnet_avsr.eval.io import parse_meta
-from espnet_avsr.eval.textnorm import UNK_CHAR, normalize_text
+from espnet_avsr.common.textnorm import UNK_CHAR, normalize_text
 
 
 def _levenshtein(a, b):

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from espnet_avsr.bin import mix_noise
-from espnet_avsr.eval.noise import (
+from espnet_avsr.dataprep.noise import (
     MixConfig,
     active_speech_power,
     measure_snr,

@@ -1,5 +1,5 @@
 """AV-Conformer model pieces: shapes, masks, length reconciliation, missing video, video
-dropout, preprocessing/collation, the fusion decoder and A0 -> AV initialisation."""
+dropout, preprocessing/collation and A0 -> AV initialisation."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from espnet2.layers.utterance_mvn import UtteranceMVN
 from espnet_avsr.data.collate import AVCollateFn
 from espnet_avsr.data.video_preprocessor import AVSRPreprocessor, VideoFormatError
 from espnet_avsr.models.av_conformer import AVConformerEncoder, AVLengthMismatchError
-from espnet_avsr.models.decoders import AVFusionDecoder
 from espnet_avsr.models.espnet_model import ESPnetAVSRModel
 from espnet_avsr.models.visual_frontend import ResNet18VideoFrontend
 
@@ -113,9 +112,8 @@ def batch(bsz=2):
     )
 
 
-@pytest.mark.parametrize("decoder_cls", [TransformerDecoder, AVFusionDecoder])
-def test_forward_backward_every_path(decoder_cls):
-    m = model(decoder_cls).train()
+def test_forward_backward_every_path():
+    m = model(TransformerDecoder).train()
     loss, stats, w = m(**batch())
     loss.backward()
     assert torch.isfinite(loss) and stats["loss_att"] is not None and stats["loss_ctc"] is not None
@@ -156,26 +154,6 @@ def test_video_dropout_only_in_training():
     assert seen["missing"] is None
 
 
-def test_fusion_decoder_starts_as_the_transformer_decoder():
-    torch.manual_seed(0)
-    plain = TransformerDecoder(len(TOKENS), D, attention_heads=2, linear_units=64, num_blocks=2).eval()
-    fusion = AVFusionDecoder(len(TOKENS), D, attention_heads=2, linear_units=64, num_blocks=2).eval()
-    missing, unexpected = fusion.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("video_") for k in missing)
-    enc, vid = torch.randn(1, 10, D), torch.randn(1, 10, D)
-    ys = torch.tensor([[5, 2, 3]])
-    a, _ = plain(enc, torch.tensor([10]), ys, torch.tensor([3]))
-    b, _ = fusion(torch.cat([enc, vid], -1), torch.tensor([10]), ys, torch.tensor([3]))
-    torch.testing.assert_close(a, b)
-    # incremental scoring (beam search path) agrees with the full forward
-    torch.nn.init.normal_(fusion.video_attn[0].linear_out.weight)
-    full, _ = fusion(torch.cat([enc, vid], -1), torch.tensor([10]), ys, torch.tensor([3]))
-    state = None
-    for t in range(1, 4):
-        logp, state = fusion.score(ys[0, :t], state, torch.cat([enc, vid], -1)[0])
-    torch.testing.assert_close(logp, torch.log_softmax(full[0, -1], -1), atol=1e-5, rtol=1e-5)
-
-
 # ----------------------------------------------------------------------------- data
 def test_preprocessor_crop_flip_normalise():
     roi = np.full((5, 96, 96), 255, dtype=np.uint8)
@@ -207,7 +185,7 @@ def test_collate_pads_video_and_gives_lengths():
 def test_init_from_asr_copies_audio_blocks(tmp_path):
     from espnet2.tasks.asr import ASRTask
 
-    from espnet_avsr.bin.init_from_asr import init_from_asr
+    from espnet_avsr.bin.init_avsr import init_avsr
     from espnet_avsr.tasks.avsr import AVSRTask
 
     conf = ROOT / "egs2/misp_avsr/avsr1/conf"
@@ -218,7 +196,7 @@ def test_init_from_asr_copies_audio_blocks(tmp_path):
     )
     a0 = ASRTask.build_model(a0_args)
     torch.save(a0.state_dict(), tmp_path / "a0.pth")
-    rep = init_from_asr(str(tmp_path / "a0.pth"), str(conf / "train_avsr.yaml"), str(tmp_path / "init.pth"), token_list=str(tok))
+    rep = init_avsr(str(tmp_path / "a0.pth"), str(conf / "train_avsr.yaml"), str(tmp_path / "init.pth"), token_list=str(tok))
     assert not rep.shape_mismatch
     assert not [k for k in rep.unused_asr if k.startswith(("encoder.", "decoder.", "ctc."))]
 

@@ -16,7 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from espnet_avsr.models.adapters import LoRALinear, adapter_conf_from_state_dict, is_adapter_key
 from espnet_avsr.models.espnet_model import ESPnetAVSRModel
-from espnet_avsr.models.ms_adapter import MSAdapterModel, video_absent
+from espnet_avsr.data.missing_video import video_absent
+from espnet_avsr.models.ms_adapter import MSAdapterModel
 from espnet_avsr.tasks.avsr import AVSRTask
 
 FS = 16000

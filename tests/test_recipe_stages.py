@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1"
-STAGE_LIB = RECIPE / "utils" / "stage_lib.sh"
+STAGE_LIB = RECIPE / "local" / "stage_lib.sh"
 
 DRIVER = """set -euo pipefail
 stage=$1; stop_stage=$2; force_stage=$3; marker_dir=markers

@@ -2,36 +2,19 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 
 from espnet_avsr.bin import account_utts
 from espnet_avsr.dataprep.accounting import account_recipe
-from espnet_avsr.dataprep.dump import dump_audio
-from espnet_avsr.dataprep.kaldi_dir import read_kv, write_kv
+from espnet_avsr.dataprep.dump import make_dump
+from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 from espnet_avsr.dataprep.lip_roi import extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from test_dataprep_fixtures import FAR_LIP, SESSION, make_corpus, write_detection
 
 U017B = "S017_R01_S016017_C02_I1_000332-000480"  # its lips are undetected -> few_detections
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    """ESPnet and the CLIs call logging.basicConfig on pytest's per-test stderr; drop those
-    handlers afterwards so later tests do not log into a closed stream."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in before:
-            root.removeHandler(h)
-    for h in before:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)
 
 
 @pytest.fixture()
@@ -42,7 +25,7 @@ def recipe(tmp_path) -> Path:
     r = tmp_path / "recipe"
     prepare_misp_data(corpus, "dev", "far", r / "data" / "dev_far")
     extract_lip_roi(r / "data" / "dev_far", r / "dump" / "roi" / "dev_far")
-    dump_audio(r / "data" / "dev_far", r / "dump" / "raw" / "dev_far",
+    make_dump(r / "data" / "dev_far", r / "dump" / "raw" / "dev_far",
                roi_scp=r / "dump" / "roi" / "dev_far" / "roi.scp")
     hyps = {u: "好" for u in read_kv(r / "dump" / "raw" / "dev_far" / "text")}
     write_kv(r / "exp" / "AV0" / "decode_avsr_valid.acc.ave" / "dev_far_miss0.5_random" / "text", hyps)

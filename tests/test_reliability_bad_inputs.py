@@ -4,7 +4,6 @@ counted skip with a reason. Summary table: docs/RELIABILITY.md."""
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Callable, Dict
@@ -13,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_avsr.dataprep.dump import dump_audio
+from espnet_avsr.dataprep.dump import make_dump
 from espnet_avsr.dataprep.enhance import FrontendConfig, enhance_data_dir
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.lip_roi import extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from espnet_avsr.dataprep.transcripts import read_text_tier
@@ -26,22 +25,6 @@ from test_dataprep_fixtures import FAR_LIP, SESSION, SR, make_corpus, write_dete
 SET = "dev"
 FAR_JSON = f"detection/{SET}/far/{SESSION}_Far.json"
 U016 = "S016_R01_S016017_C02_I1_000052-000172"  # 0.52-1.72 s
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    """ESPnet and the CLIs call logging.basicConfig on pytest's per-test stderr; drop those
-    handlers afterwards so later tests do not log into a closed stream."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in before:
-            root.removeHandler(h)
-    for h in before:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +79,7 @@ def zero_byte_wav(base, tmp):
     root, data = prepared(base, tmp)
     wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
     wav.write_bytes(b"")
-    raises_naming(DataPrepError, wav, lambda: dump_audio(data, tmp / "raw"), "cannot open audio")
+    raises_naming(DataPrepError, wav, lambda: make_dump(data, tmp / "raw"), "cannot open audio")
 
 
 def header_only_wav(base, tmp):
@@ -104,7 +87,7 @@ def header_only_wav(base, tmp):
     root, data = prepared(base, tmp)
     wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
     sf.write(str(wav), np.zeros(0, np.float32), SR, subtype="PCM_16")
-    rep = dump_audio(data, tmp / "raw")
+    rep = make_dump(data, tmp / "raw")
     assert rep["num_utts"] == 0 and rep["dropped"] == {"segment_beyond_audio": 4}
     assert all(str(wav) in why for why in rep["dropped_utts"].values())
 
@@ -113,7 +96,7 @@ def wrong_sample_rate(base, tmp):
     root, data = prepared(base, tmp)
     wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
     sf.write(str(wav), np.zeros(6 * 8000, np.float32), 8000, subtype="PCM_16")
-    raises_naming(DataPrepError, wav, lambda: dump_audio(data, tmp / "raw"), "16000", "8000")
+    raises_naming(DataPrepError, wav, lambda: make_dump(data, tmp / "raw"), "16000", "8000")
     raises_naming(DataPrepError, wav, lambda: enhance_data_dir(data, tmp / "enh", FrontendConfig(method="ds")), "16000")
 
 
@@ -232,7 +215,7 @@ def utt_in_text_not_in_video(base, tmp):
     (data / "utt2video").write_text("".join(f"{k} {v}\n" for k, v in u2v.items()), encoding="utf-8")
     rep = extract_lip_roi(data, tmp / "roi")
     assert rep["skipped"] == {U016: "no_video"}
-    drep = dump_audio(data, tmp / "raw", roi_scp=tmp / "roi" / "roi.scp")
+    drep = make_dump(data, tmp / "raw", roi_scp=tmp / "roi" / "roi.scp")
     assert drep["dropped_utts"] == {U016: "no_roi"} and drep["num_utts"] == 3
 
 

@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.lip_roi import RoiConfig, extract_lip_roi
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from espnet_avsr.dataprep.token_list import read_texts
-from espnet_avsr.eval.textnorm import normalize_text
+from espnet_avsr.common.textnorm import normalize_text
 from test_dataprep_fixtures import FAR_LIP, H, SESSION, W, make_corpus, write_detection, write_textgrid
 
 FAR_MP4 = f"video/dev/far/{SESSION}_Far.mp4"

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from espnet_avsr.dataprep.cache_key import key_changes, make_key, parse_key
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.kaldi_dir import read_kv
 from test_dataprep_fixtures import make_corpus
 from test_reliability_losses import SESSIONS, avsr, recipe_corpus
 

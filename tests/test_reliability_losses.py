@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from espnet_avsr.dataprep.fileio import atomic_write_json
+from espnet_avsr.common.fileio import atomic_write_json
 from espnet_avsr.dataprep.losses import DropBoundError, check_losses, stage_losses
 from test_dataprep_fixtures import make_corpus
 

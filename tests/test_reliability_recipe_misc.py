@@ -6,7 +6,7 @@ import fcntl
 import subprocess
 from pathlib import Path
 
-from espnet_avsr.dataprep.kaldi_dir import join_paths, read_kv, split_paths
+from espnet_avsr.common.kaldi_dir import join_paths, read_kv, split_paths
 from test_dataprep_fixtures import make_corpus
 from test_reliability_losses import RECIPE, SESSIONS, avsr, recipe_corpus
 

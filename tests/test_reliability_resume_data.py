@@ -2,7 +2,6 @@
 outputs identical to an uninterrupted run (enhance_audio, WPE + delay-and-sum)."""
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -15,29 +14,13 @@ import pytest
 import soundfile as sf
 
 from espnet_avsr.bin import enhance_audio as enhance_cli
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.dataprep.prepare import prepare_misp_data
 from test_dataprep_fixtures import make_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSIONS = ("R01_S016017_C02_I1", "R02_S016017_C03_I1", "R03_S016017_C04_I1")
 ARGS = ["--method", "wpe_ds", "--iterations", "2", "--block_s", "4", "--overlap_s", "1"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    """ESPnet and the CLIs call logging.basicConfig on pytest's per-test stderr; drop those
-    handlers afterwards so later tests do not log into a closed stream."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in before:
-            root.removeHandler(h)
-    for h in before:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)
 
 
 def test_enhance_killed_midway_resumes_to_identical_outputs(tmp_path):

@@ -4,7 +4,6 @@ batches (AVSRTrainer), and CPU DDP with 2 gloo processes."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -21,22 +20,6 @@ from test_task_avsr import FS, SENTS, data_args, make_dump, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    """ESPnet and the CLIs call logging.basicConfig on pytest's per-test stderr; drop those
-    handlers afterwards so later tests do not log into a closed stream."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in before:
-            root.removeHandler(h)
-    for h in before:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)
 
 
 def train_args(tmp: Path, d: Path, out: Path, *extra) -> list:

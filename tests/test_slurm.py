@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from espnet_avsr.dataprep.accounting import account_recipe
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.kaldi_dir import read_kv
 from test_dataprep_fixtures import SESSION, make_corpus
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -204,13 +204,38 @@ def test_train_cli_one_epoch(trained):
     assert "normalize.mean" in state
 
 
-def test_inference_cli_and_missing_video(trained):
+def test_inference_cli_and_missing_video(trained, monkeypatch):
+    import espnet_avsr.bin.avsr_inference as inf
+
     tmp, d, exp = trained
     base = ["--asr_train_config", exp / "config.yaml", "--asr_model_file", exp / "1epoch.pth",
             "--data_path_and_name_and_type", f"{d}/wav.scp,speech,sound", "--beam_size", 2]
+    # spy on the simulation and on what the model is handed: rate 0.5 must really hide frames
+    simulated, handed = [], []
+    real_sim, real_call = inf.simulate_missing, inf.AVSpeech2Text.__call__
+
+    def sim_spy(video, *a, **k):
+        before = torch.as_tensor(np.asarray(video)).clone()
+        out, mask = real_sim(video, *a, **k)
+        simulated.append((before, torch.as_tensor(np.asarray(out)), np.asarray(mask, dtype=bool)))
+        return out, mask
+
+    def call_spy(self, speech, video=None, video_missing=None):
+        handed.append(None if video_missing is None else np.asarray(video_missing, dtype=bool))
+        return real_call(self, speech, video, video_missing)
+
+    monkeypatch.setattr(inf, "simulate_missing", sim_spy)
+    monkeypatch.setattr(inf.AVSpeech2Text, "__call__", call_spy)
     run_cli("espnet_avsr.bin.avsr_inference",
             [*base, "--data_path_and_name_and_type", f"{d}/roi.scp,video,npy", "--output_dir", tmp / "dec",
              "--missing_rate", 0.5, "--missing_pattern", "segment"], tmp)
+    monkeypatch.undo()
+    assert len(simulated) == len(SENTS) == len(handed)
+    for (before, after, mask), given in zip(simulated, handed):
+        assert 0 < mask.sum() < len(mask)  # some frames hidden, not all
+        assert not torch.equal(before, after)  # the video the model sees changed ...
+        assert torch.equal(before[torch.as_tensor(~mask)], after[torch.as_tensor(~mask)])  # ... only where hidden
+        assert given is not None and np.array_equal(given, mask)  # and the model is told which frames
     run_cli("espnet_avsr.bin.avsr_inference", [*base, "--audio_only", "true", "--output_dir", tmp / "dec_a"], tmp)
     for out in ("dec", "dec_a"):
         for f in ("text", "token", "score"):

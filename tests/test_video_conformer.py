@@ -96,7 +96,7 @@ def test_recipe_v0_config_builds_trains_and_maps_onto_av0(tmp_path, tokens):
 def test_init_from_asr_with_a_lip_reader(tmp_path, tokens):
     from espnet2.tasks.asr import ASRTask
 
-    from espnet_avsr.bin.init_from_asr import init_from_asr
+    from espnet_avsr.bin.init_avsr import init_avsr
 
     a0_args = ASRTask.get_parser().parse_args(
         ["--config", str(CONF / "train_asr.yaml"), "--token_list", str(tokens), "--normalize", "utterance_mvn"]
@@ -106,7 +106,7 @@ def test_init_from_asr_with_a_lip_reader(tmp_path, tokens):
     v0 = build(CONF / "train_vsr.yaml", tokens)
     torch.save(a0.state_dict(), tmp_path / "a0.pth")
     torch.save(v0.state_dict(), tmp_path / "v0.pth")
-    init_from_asr(str(tmp_path / "a0.pth"), str(CONF / "train_avsr.yaml"), str(tmp_path / "init.pth"),
+    init_avsr(str(tmp_path / "a0.pth"), str(CONF / "train_avsr.yaml"), str(tmp_path / "init.pth"),
                   token_list=str(tokens), vsr_model_file=str(tmp_path / "v0.pth"))
     init = torch.load(tmp_path / "init.pth")
     torch.testing.assert_close(init["video_frontend.stem.0.weight"], v0.state_dict()["video_frontend.stem.0.weight"])
@@ -126,7 +126,7 @@ def test_init_from_asr_with_a_lip_reader(tmp_path, tokens):
     other = tmp_path / "v0_other.pth"
     torch.save({k: (v[..., :1] if v.dim() else v) for k, v in v0.state_dict().items()}, other)
     with pytest.raises(ValueError, match="v0_other.pth"):
-        init_from_asr(str(tmp_path / "a0.pth"), str(CONF / "train_avsr.yaml"), str(tmp_path / "init2.pth"),
+        init_avsr(str(tmp_path / "a0.pth"), str(CONF / "train_avsr.yaml"), str(tmp_path / "init2.pth"),
                       token_list=str(tokens), vsr_model_file=str(other))
 
 

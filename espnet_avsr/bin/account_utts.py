@@ -11,8 +11,8 @@ import logging
 from typing import List, Optional
 
 from espnet_avsr.dataprep.accounting import account_recipe
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
-from espnet_avsr.dataprep.fileio import atomic_write_json
+from espnet_avsr.common.cli import add_log_level, run_cli
+from espnet_avsr.common.fileio import atomic_write_json
 
 
 def get_parser() -> argparse.ArgumentParser:

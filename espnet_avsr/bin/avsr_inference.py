@@ -18,7 +18,7 @@ CLI::
 Missing frames are simulated per utterance with ``simulate_missing(video, utt_id, ...)``
 so every model decoded with the same seed sees the same frames. ``--audio_only`` feeds no
 video (every frame missing); so does an utterance the dump kept without any video
-(``dump_audio --no_roi mark``: zero-length ROI, flagged by the collate).
+(``make_dump --no_roi mark``: zero-length ROI, flagged by the collate).
 Outputs ``<output_dir>/1best_recog/{text,token,token_int,score}``.
 
 MS-Adapters: ``--adapter_file adapters.pth`` (an adapter-only file, or a full
@@ -56,9 +56,10 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
+from espnet_avsr.common.checkpoint import load_state_file
+from espnet_avsr.common.cli import run_cli
 from espnet_avsr.data.missing_video import FILLS, PATTERNS, simulate_missing
-from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key, load_state_file
-from espnet_avsr.models.decoders import MemorySliceCTC
+from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key
 from espnet_avsr.models.ms_adapter import SWITCH_MODES, MSAdapterModel, adapter_conf_for, maybe_adapter_scope
 from espnet_avsr.tasks.avsr import AVSRTask
 
@@ -145,12 +146,9 @@ class AVSpeech2Text:
         self.device, self.dtype = device, dtype
         token_list = model.token_list
 
-        ctc = model.ctc
-        if model.uses_video_memory:
-            ctc = MemorySliceCTC(ctc, model.encoder.output_size())
         scorers = dict(
             decoder=model.decoder,
-            ctc=CTCPrefixScorer(ctc=ctc, eos=model.eos),
+            ctc=CTCPrefixScorer(ctc=model.ctc, eos=model.eos),
             length_bonus=LengthBonus(len(token_list)),
         )
         weights = dict(decoder=1.0 - ctc_weight, ctc=ctc_weight, length_bonus=penalty, lm=lm_weight)
@@ -247,8 +245,7 @@ class AVSpeech2Text:
         # the decoder adapters must stay on (or off) for the whole beam search
         with maybe_adapter_scope(self.model, adapted):
             enc, enc_lens, aux = self.model.encode(**batch, return_hidden=True)
-            memory = self.model.decoder_memory(enc, aux)[0]
-            hyps = self.beam_search(x=memory, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
+            hyps = self.beam_search(x=enc[0], maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
         results = []
         for hyp in hyps[: self.nbest]:
             token_int = [int(t) for t in hyp.yseq[1:-1].tolist() if int(t) != 0]
@@ -395,13 +392,15 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> None:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    kwargs = vars(args)
+def _body(args: argparse.Namespace) -> None:
+    kwargs = dict(vars(args))
     kwargs.pop("log_level")
     kwargs.pop("config", None)
     inference(**kwargs)
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    run_cli(get_parser(), _body, None if cmd is None else list(cmd))
 
 
 if __name__ == "__main__":

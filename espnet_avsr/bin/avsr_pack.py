@@ -36,6 +36,8 @@ import yaml
 
 from espnet2.bin.pack import main as espnet_pack_main
 
+from espnet_avsr.common.cli import add_log_level, run_cli
+
 # Keys only training uses; init_param would pull a base or teacher checkpoint into the archive,
 # config (the training YAML the run started from) a stale copy of the config.
 TRAIN_ONLY_KEYS = (
@@ -91,7 +93,8 @@ def _merged_adapter_state(
     config: Dict[str, Any], asr_model_file: str, base_model_file: Optional[str]
 ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     """An ``ms_adapter`` config + weights as one full checkpoint (base + adapters)."""
-    from espnet_avsr.models.adapters import is_adapter_key, load_state_file
+    from espnet_avsr.common.checkpoint import load_state_file
+    from espnet_avsr.models.adapters import is_adapter_key
 
     state = load_state_file(asr_model_file)
     if state and all(is_adapter_key(k) for k in state):
@@ -206,7 +209,8 @@ def resolve_model_dir(exp_dir: str, model_file: Optional[str] = None) -> Dict[st
         raise PackError(f"{d}: no checkpoint ({model_file or ', '.join(CHECKPOINTS)}); train the model first")
     out: Dict[str, Optional[str]] = {"asr_train_config": str(config_path), "asr_model_file": str(ckpt)}
     if config.get("model") == "ms_adapter":
-        from espnet_avsr.models.adapters import is_adapter_key, load_state_file
+        from espnet_avsr.common.checkpoint import load_state_file
+        from espnet_avsr.models.adapters import is_adapter_key
 
         state = load_state_file(str(ckpt))
         if state and all(is_adapter_key(k) for k in state):
@@ -264,18 +268,17 @@ def get_parser() -> argparse.ArgumentParser:
                    help="MS-Adapter only: the base model checkpoint (default: the config's init_param)")
     p.add_argument("--option", action="append", default=[], help="extra file to put in the archive (e.g. RESULTS.md)")
     p.add_argument("--outpath", required=True, help="output .zip (or .tar.gz)")
+    add_log_level(p)
     return p
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s: %(message)s")
-    args = get_parser().parse_args(cmd)
+def _body(args: argparse.Namespace) -> None:
     pack_avsr(args.asr_train_config, args.asr_model_file, args.outpath, args.base_model_file, args.option)
 
 
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    run_cli(get_parser(), _body, None if cmd is None else list(cmd), errors=(PackError, FileNotFoundError))
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (PackError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        raise SystemExit(1)
+    main()

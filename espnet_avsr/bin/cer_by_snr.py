@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from espnet_avsr.common.cli import run_cli
+
 import numpy as np
 
-from espnet_avsr.eval.cer import parse_utt_id, score_corpus
+from espnet_avsr.common.naming import parse_utt_id
+from espnet_avsr.eval.cer import score_corpus
 from espnet_avsr.eval.io import read_text
 
 
@@ -63,7 +65,7 @@ def cer_by_band(refs: Dict[str, str], hyps: Dict[str, str], snrs, bands: List[fl
     return rows
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, type=Path)
     p.add_argument("--split", required=True, choices=["train", "dev", "eval"])
@@ -72,13 +74,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
     p.add_argument("--array", default="far", choices=["far", "middle"])
     p.add_argument("--bands", default="-10,0,5,10,15,20,30", help="band edges in dB")
     p.add_argument("--json", default=None)
-    args = p.parse_args(cmd)
-    try:
-        bands = [float(x) for x in args.bands.split(",")]
-        rows = cer_by_band(read_text(args.ref), read_text(args.hyp),
-                           utterance_snrs(args.corpus, args.split, args.array), bands)
-    except (OSError, ValueError, KeyError) as e:
-        sys.exit(f"cer_by_snr: error: {e}")
+    return p
+
+
+def _body(args: argparse.Namespace) -> None:
+    bands = [float(x) for x in args.bands.split(",")]
+    rows = cer_by_band(read_text(args.ref), read_text(args.hyp),
+                       utterance_snrs(args.corpus, args.split, args.array), bands)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print("| SNR band (dB) | utts | chars | CER % |\n|---|---|---|---|")
@@ -86,6 +88,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
         cer = "-" if r["cer"] is None else f"{100 * r['cer']:.1f}"
         print(f"| {r['band'][0]:g} .. {r['band'][1]:g} | {r['utts']} | {r['chars']} | {cer} |")
     print(f"({rows[-1]['unmatched_utts']} utterances not matched to an SNR)")
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    run_cli(get_parser(), _body, cmd, errors=(OSError, ValueError, KeyError), prog="cer_by_snr")
 
 
 if __name__ == "__main__":

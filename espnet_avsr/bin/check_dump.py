@@ -5,7 +5,8 @@ import json
 import logging
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
+from espnet_avsr.common.timing import ROI_SIZE
 from espnet_avsr.dataprep.dump_check import check_dump, format_report
 
 
@@ -13,7 +14,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dump", required=True, help="dump dir with utt2num_samples and roi.scp")
     p.add_argument("--tolerance", type=float, default=1.0, help="allowed |audio - video| in 40 ms frames")
-    p.add_argument("--roi_size", type=int, default=96)
+    p.add_argument("--roi_size", type=int, default=ROI_SIZE)
     p.add_argument("--json_out", default=None, help="also write the full report as JSON")
     add_log_level(p)
     return p

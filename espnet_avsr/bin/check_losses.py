@@ -9,7 +9,7 @@ is above --max_frac, so avsr.sh does not mark the stage done.
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.dataprep.losses import STAGES, check_losses, stage_losses
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
-from espnet_avsr.dataprep.fileio import atomic_write_json
+from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
+from espnet_avsr.common.fileio import atomic_write_json
 from espnet_avsr.eval.cer import score_corpus
 from espnet_avsr.eval.io import read_text
 from espnet_avsr.eval.significance import compare_scores, pool_scores
@@ -37,13 +37,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ci", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the result as JSON here")
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser
 
 
-def main(cmd: Optional[List[str]] = None) -> dict:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+def _body(args: argparse.Namespace) -> dict:
     if len(args.hyp_a) != len(args.hyp_b):
         raise ValueError(f"--hyp_a has {len(args.hyp_a)} files and --hyp_b {len(args.hyp_b)}: pair them one to one")
     refs = read_text(args.ref)
@@ -63,9 +61,9 @@ def main(cmd: Optional[List[str]] = None) -> dict:
     return record
 
 
+def main(cmd: Optional[List[str]] = None) -> dict:
+    return run_cli(get_parser(), _body, cmd)
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    main_exit(main)

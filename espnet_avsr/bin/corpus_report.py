@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_avsr.common.cli import run_cli
 from espnet_avsr.corpus.datasheet import DatasheetError, format_datasheet, make_datasheet
 
 
@@ -24,16 +24,16 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(cmd)
-    try:
-        sheet = make_datasheet(Path(args.corpus))
-    except (DatasheetError, OSError, json.JSONDecodeError, KeyError) as e:
-        sys.exit(f"corpus_report: error: {e}")
+def _body(args: argparse.Namespace) -> None:
+    sheet = make_datasheet(Path(args.corpus))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(sheet, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(format_datasheet(sheet))
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    run_cli(get_parser(), _body, cmd, errors=(DatasheetError, OSError, json.JSONDecodeError, KeyError), prog="corpus_report")
 
 
 if __name__ == "__main__":

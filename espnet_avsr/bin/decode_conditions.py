@@ -144,11 +144,8 @@ def decode_avsr(conditions: Sequence[Condition], rest: List[str], mode: str) -> 
     set_all_random_seed(seed)
     s2t = ai.AVSpeech2Text(device="cuda" if ngpu >= 1 else "cpu", **args)
     if mode == "ctc_greedy":
-        from espnet_avsr.models.decoders import MemorySliceCTC
-
         model = s2t.model
-        ctc = MemorySliceCTC(model.ctc, model.encoder.output_size()) if model.uses_video_memory else model.ctc
-        s2t.beam_search = CTCGreedySearch(ctc, model.sos, model.eos)
+        s2t.beam_search = CTCGreedySearch(model.ctc, model.sos, model.eos)
     for c in conditions:
         t0 = time.perf_counter()
         set_all_random_seed(seed)

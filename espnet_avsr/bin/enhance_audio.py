@@ -7,7 +7,7 @@ whose wav.scp points at them; finished recordings are skipped on rerun.
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.dataprep.enhance import METHODS, FrontendConfig, enhance_data_dir
 
 

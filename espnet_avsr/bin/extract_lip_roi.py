@@ -8,7 +8,8 @@ roi_report.json. For split parts give each job its own --scp_dir and merge with
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
+from espnet_avsr.common.timing import ROI_SIZE
 from espnet_avsr.dataprep.lip_roi import FPS_POLICIES, RoiConfig, extract_lip_roi
 
 
@@ -17,7 +18,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data dir with segments, utt2video, video.scp, detection.scp")
     p.add_argument("--out", required=True, help="output dir, e.g. dump/roi/train_far")
     p.add_argument("--scp_dir", default=None, help="where roi.scp/roi_detect_ratio/report go (default OUT)")
-    p.add_argument("--roi_size", type=int, default=96)
+    p.add_argument("--roi_size", type=int, default=ROI_SIZE)
     p.add_argument("--min_detect_ratio", type=float, default=0.5,
                    help="skip utterances with a smaller fraction of detected frames")
     p.add_argument("--pad_mode", default="edge", choices=("edge", "zero"), help="fill for crops leaving the image")

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_avsr.dataprep.cache_key import key_changes, make_key, parse_key
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
-from espnet_avsr.dataprep.fileio import atomic_write_text
+from espnet_avsr.common.cli import add_log_level, run_cli
+from espnet_avsr.common.fileio import atomic_write_text
 
 
 def get_parser() -> argparse.ArgumentParser:

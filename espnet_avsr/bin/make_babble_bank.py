@@ -8,15 +8,15 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_avsr.common.cli import run_cli
 from espnet_avsr.corpus.babble_bank import make_babble_bank
 from espnet_avsr.corpus.speech import EspeakError, SyllableSynth
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="data dir to write (wav.scp, utt2spk, wav/)")
@@ -24,13 +24,17 @@ def main(cmd: Optional[List[str]] = None) -> None:
     p.add_argument("--talkers", type=int, default=12)
     p.add_argument("--utts_per_talker", type=int, default=8)
     p.add_argument("--tts_cache", default=None, help="syllable cache folder (speeds up re-runs)")
-    args = p.parse_args(cmd)
-    try:
-        synth = SyllableSynth(cache_dir=Path(args.tts_cache) if args.tts_cache else None)
-        out = make_babble_bank(Path(args.out), args.seed, args.talkers, args.utts_per_talker, synth)
-    except (EspeakError, OSError) as e:
-        sys.exit(f"make_babble_bank: error: {e}")
+    return p
+
+
+def _body(args: argparse.Namespace) -> None:
+    synth = SyllableSynth(cache_dir=Path(args.tts_cache) if args.tts_cache else None)
+    out = make_babble_bank(Path(args.out), args.seed, args.talkers, args.utts_per_talker, synth)
     print(f"babble bank: {out}")
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    run_cli(get_parser(), _body, cmd, errors=(EspeakError, OSError), prog="make_babble_bank")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from espnet_avsr.common.cli import run_cli
 from espnet_avsr.eval.bias import relative_cer
 from espnet_avsr.eval.cer import CorpusScore, score_corpus
 from espnet_avsr.eval.claims import evaluate_claims, format_claims
@@ -75,7 +75,7 @@ def _similarity(value: str) -> float:
         return sum(cka) / len(cka)
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--decodes", required=True)
@@ -86,25 +86,29 @@ def main(cmd: Optional[List[str]] = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out_json", required=True)
     p.add_argument("--out_md", required=True)
-    args = p.parse_args(cmd)
-    try:
-        scores = load_scores(args.decodes)
-        rel_acc: Dict[float, List[Tuple[int, CorpusScore]]] = defaultdict(list)
-        for rate, seed, asr, avsr in _rows(args.relative, 4):
-            rel_acc[float(rate)].append((int(seed), relative_cer(read_text(asr), read_text(avsr))))
-        sim_acc: Dict[float, List[Tuple[int, float]]] = defaultdict(list)
-        for rate, seed, value in _rows(args.similarity, 3):
-            sim_acc[float(rate)].append((int(seed), _similarity(value)))
-        claims = evaluate_claims(
-            scores, relative={k: _by_seed(v) for k, v in rel_acc.items()} or None,
-            similarity={k: _by_seed(v) for k, v in sim_acc.items()} or None,
-            babble_snrs=[float(x) for x in args.babble_snrs.split()], num_boot=args.num_boot, seed=args.seed)
-    except (OSError, ValueError, KeyError) as e:
-        sys.exit(f"make_claims: error: {e}")
+    return p
+
+
+def _body(args: argparse.Namespace) -> None:
+    scores = load_scores(args.decodes)
+    rel_acc: Dict[float, List[Tuple[int, CorpusScore]]] = defaultdict(list)
+    for rate, seed, asr, avsr in _rows(args.relative, 4):
+        rel_acc[float(rate)].append((int(seed), relative_cer(read_text(asr), read_text(avsr))))
+    sim_acc: Dict[float, List[Tuple[int, float]]] = defaultdict(list)
+    for rate, seed, value in _rows(args.similarity, 3):
+        sim_acc[float(rate)].append((int(seed), _similarity(value)))
+    claims = evaluate_claims(
+        scores, relative={k: _by_seed(v) for k, v in rel_acc.items()} or None,
+        similarity={k: _by_seed(v) for k, v in sim_acc.items()} or None,
+        babble_snrs=[float(x) for x in args.babble_snrs.split()], num_boot=args.num_boot, seed=args.seed)
     Path(args.out_json).write_text(json.dumps([c.as_dict() for c in claims], indent=1) + "\n", encoding="utf-8")
     md = format_claims(claims)
     Path(args.out_md).write_text(md + "\n", encoding="utf-8")
     print(md)
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    run_cli(get_parser(), _body, cmd, errors=(OSError, ValueError, KeyError), prog="make_claims")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional, Tuple
 
+from espnet_avsr.common.cli import run_cli
 from espnet_avsr.corpus.generate import format_summary, make_corpus
 from espnet_avsr.corpus.plan import CorpusConfig, CorpusError
 from espnet_avsr.corpus.session import GenOptions
@@ -170,19 +170,18 @@ def build_config(args: argparse.Namespace) -> CorpusConfig:
     )
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+def _body(args: argparse.Namespace) -> None:
+    cfg = build_config(args)
     try:
-        cfg = build_config(args)
         summary = make_corpus(args.out, cfg, nj=args.nj, progress=not args.no_progress,
                               tts_cache=args.tts_cache)
-    except (CorpusError, EspeakError) as e:
-        sys.exit(f"make_mini_misp: error: {e}")
     except KeyboardInterrupt:
         sys.exit("make_mini_misp: interrupted; re-run the same command to finish")
     print(format_summary(summary))
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    run_cli(get_parser(), _body, cmd, errors=(CorpusError, EspeakError), prog="make_mini_misp")
 
 
 if __name__ == "__main__":

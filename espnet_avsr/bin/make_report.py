@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
+from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.eval.report import Report, make_report
 
 
@@ -19,22 +19,20 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exp", default="exp", help="experiment tree to scan")
     parser.add_argument("--out", default=None, help="markdown report (default: EXP/RESULTS.md)")
     parser.add_argument("--plots", default=None, help="directory for PNG figures (default: EXP/plots; 'none' to skip)")
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser
 
 
-def main(cmd: Optional[List[str]] = None) -> Report:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+def _body(args: argparse.Namespace) -> Report:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     out = args.out or f"{args.exp.rstrip('/')}/RESULTS.md"
     plots = None if (args.plots or "").lower() == "none" else (args.plots or f"{args.exp.rstrip('/')}/plots")
     return make_report(args.exp, out, plots)
 
 
+def main(cmd: Optional[List[str]] = None) -> Report:
+    return run_cli(get_parser(), _body, cmd)
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    main_exit(main)

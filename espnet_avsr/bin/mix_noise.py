@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
-from espnet_avsr.eval.noise import MixConfig, mix_dump_dir
+from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
+from espnet_avsr.dataprep.noise import MixConfig, mix_dump_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -24,13 +24,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_talkers", type=int, default=6, help="simultaneous babble talkers")
     parser.add_argument("--noise_file", help="noise recording for --noise file")
     parser.add_argument("--seed", type=int, default=0, help="noise is drawn from (seed, utt_id)")
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser
 
 
-def main(cmd: Optional[List[str]] = None) -> dict:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+def _body(args: argparse.Namespace) -> dict:
     if args.noise == "file" and not args.noise_file:
         raise ValueError("--noise file needs --noise_file PATH")
     cfg = MixConfig(
@@ -44,9 +42,9 @@ def main(cmd: Optional[List[str]] = None) -> dict:
     return mix_dump_dir(args.data, args.out, cfg, progress=args.log_level != "ERROR")
 
 
+def main(cmd: Optional[List[str]] = None) -> dict:
+    return run_cli(get_parser(), _body, cmd)
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    main_exit(main)

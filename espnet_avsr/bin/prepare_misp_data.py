@@ -3,7 +3,7 @@
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.dataprep.prepare import FIELDS, VIDEO_FIELDS, prepare_misp_data
 
 

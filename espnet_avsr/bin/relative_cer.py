@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
+from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.eval.bias import relative_cer
 from espnet_avsr.eval.io import parse_meta, read_text, write_score_dir
 
@@ -28,13 +28,11 @@ def get_parser() -> argparse.ArgumentParser:
         default=[],
         help="key=value pairs stored in the json, e.g. model=AVd0.3 ref_model=A0 train_dropout=0.3 missing_rate=1.0",
     )
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser
 
 
-def main(cmd: Optional[List[str]] = None) -> dict:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+def _body(args: argparse.Namespace) -> dict:
     meta = parse_meta(args.meta)
     asr, avsr = read_text(args.ref_hyp), read_text(args.hyp)
     score = relative_cer(asr, avsr)
@@ -52,9 +50,9 @@ def main(cmd: Optional[List[str]] = None) -> dict:
     return record
 
 
+def main(cmd: Optional[List[str]] = None) -> dict:
+    return run_cli(get_parser(), _body, cmd)
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    main_exit(main)

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
+from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
+from espnet_avsr.analysis.representations import TASKS, MissingSpec, collect_pooled, load_model, task_class
 from espnet_avsr.eval.io import parse_meta
-from espnet_avsr.eval.representations import (
-    TASKS,
-    MissingSpec,
-    collect_pooled,
-    load_model,
-    parse_layer_pairs,
-    task_class,
-    write_similarity,
-)
+from espnet_avsr.eval.similarity import parse_layer_pairs, write_similarity
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,13 +42,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output dir")
     parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in rep_similarity.json "
                         "(e.g. model=AVd0.3 train_dropout=0.3 ref_model=A0)")
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser
 
 
-def main(cmd: Optional[List[str]] = None) -> dict:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+def _body(args: argparse.Namespace) -> dict:
     meta = parse_meta(args.meta)
     meta.setdefault("missing_rate", args.missing_rate)
     pairs = parse_layer_pairs(args.layers)
@@ -87,9 +78,9 @@ def main(cmd: Optional[List[str]] = None) -> dict:
     return result
 
 
+def main(cmd: Optional[List[str]] = None) -> dict:
+    return run_cli(get_parser(), _body, cmd)
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    main_exit(main)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.eval.cer import score_corpus, score_cpcer
 from espnet_avsr.eval.io import parse_meta, read_text, write_score_dir
 from espnet_avsr.eval.sclite import ScliteError, find_sclite, score_with_sclite, sum_avg_block
@@ -53,13 +53,11 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="speakers for sclite's per-speaker table (default: utt2spk next to --ref, if any)",
     )
-    parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(parser)
     return parser
 
 
-def main(cmd: Optional[List[str]] = None) -> dict:
-    args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+def _body(args: argparse.Namespace) -> dict:
     meta = parse_meta(args.meta)
     refs = read_text(args.ref)
     hyps = read_text(args.hyp)
@@ -117,9 +115,9 @@ def main(cmd: Optional[List[str]] = None) -> dict:
     return record
 
 
+def main(cmd: Optional[List[str]] = None) -> dict:
+    return run_cli(get_parser(), _body, cmd)
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as e:  # input errors carry the file name; no stack trace needed
-        logging.error("%s", e)
-        sys.exit(1)
+    main_exit(main)

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Speed-perturbed copy of a data dir (sp<f>- ids, utt2speed) with matching ROI timelines.
 
-Audio is resampled like `sox speed` (tempo and pitch) when dump_audio runs; ROI
+Audio is resampled like `sox speed` (tempo and pitch) when make_dump runs; ROI
 sequences are remapped by nearest frame to round(T / f) frames here.
 """
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.dataprep.speed import speed_perturb_dir
 
 

@@ -7,8 +7,8 @@
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
-from espnet_avsr.dataprep.kaldi_dir import merge_dirs
+from espnet_avsr.common.cli import add_log_level, run_cli
+from espnet_avsr.common.kaldi_dir import merge_dirs
 from espnet_avsr.dataprep.split import split_data_dir
 
 

@@ -21,6 +21,8 @@ from typing import Dict, List, Optional
 
 import yaml
 
+from espnet_avsr.common.cli import run_cli
+
 RECORD = "train_inputs.json"
 #: Keys a resumed run may change without making it another model.
 RESUME_OK = frozenset({"max_epoch", "num_workers", "log_interval", "num_att_plot", "keep_nbest_models", "patience"})
@@ -110,8 +112,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(cmd: Optional[List[str]] = None) -> int:
-    a = get_parser().parse_args(cmd)
+def _body(a: argparse.Namespace) -> int:
     if not a.config.is_file():
         print(f"{a.config}: training config not found", file=sys.stderr)
         return 1
@@ -132,6 +133,10 @@ def main(cmd: Optional[List[str]] = None) -> int:
     for d in diff:
         print(d)
     return DIFFERENT if diff else 0
+
+
+def main(cmd: Optional[List[str]] = None) -> int:
+    return run_cli(get_parser(), _body, cmd)
 
 
 if __name__ == "__main__":

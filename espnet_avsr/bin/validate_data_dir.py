@@ -4,7 +4,7 @@ import argparse
 import logging
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.dataprep.validate import fix_dir, validate_dir
 
 

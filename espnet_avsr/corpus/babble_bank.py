@@ -16,7 +16,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from espnet_avsr.corpus.speech import SAMPLE_RATE, VOICE_VARIANTS, SyllableSynth, Voice, synthesize
+from espnet_avsr.common.timing import SAMPLE_RATE
+from espnet_avsr.corpus.speech import VOICE_VARIANTS, SyllableSynth, Voice, synthesize
 from espnet_avsr.corpus.text import make_babble_text, to_pinyin
 from espnet_avsr.corpus.writers import write_wav
 from espnet_avsr.corpus import rooms

@@ -15,7 +15,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from espnet_avsr.corpus.layout import SPLITS
+from espnet_avsr.common.naming import SPLITS
 
 #: Events that put a voice on the audio (a cough is a sound too, but not a talker).
 VOICED = ("speech", "filler", "deaf")

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet_avsr.corpus.layout import SPLITS
+from espnet_avsr.common.naming import SPLITS
 from espnet_avsr.corpus.plan import CorpusConfig, CorpusError, make_plan
 from espnet_avsr.corpus.session import SessionSpec, generate_session
 from espnet_avsr.corpus.speech import SyllableSynth, check_espeak

@@ -1,63 +1,14 @@
-"""The MISP release layout: where each file of a session lives and how it is named.
+"""The MISP release layout: in which folder each file of a session lives.
 
-One home for the naming rules (docs/DESIGN.md §1) on the writing side, plus a
-parser for file names so tests and validators can check a tree.
+The names themselves come from the one grammar in :mod:`espnet_avsr.common.naming`
+(docs/DESIGN.md §1), which data preparation parses with.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
-SPLITS = ("train", "dev", "eval")
-#: Session id: room, packed 3-digit speaker ids, configuration, index (MISP2022 or MISP2021 style).
-SESSION_RE = re.compile(r"R(?P<room>\d{2})_S(?P<spks>(?:\d{3})+)_C(?P<config>\d{2}|\d{4})_I(?P<index>\d+)")
-_FILE_RE = re.compile(
-    rf"(?P<session>{SESSION_RE.pattern})_(?:"
-    r"(?P<far>Far)(?:_(?P<far_ch>\d+))?|(?P<middle>Middle)(?:_(?P<mid_x>\d+))?|"
-    r"(?P<near>Near)_(?P<near_spk>\d{3}))"
-    r"\.(?P<ext>wav|mp4|TextGrid|json)"
-)
-
-
-def session_id(room: int, speakers: Sequence[str], config: int, index: int) -> str:
-    """``R03_S102103_C05_I1`` from its parts (speaker ids are 3-digit strings)."""
-    if not all(len(s) == 3 and s.isdigit() for s in speakers):
-        raise ValueError(f"speaker ids must be 3 digits: {list(speakers)}")
-    return f"R{room:02d}_S{''.join(speakers)}_C{config:02d}_I{index}"
-
-
-def speakers_of(session: str) -> list:
-    """The 3-digit speaker ids packed in a session id."""
-    m = SESSION_RE.fullmatch(session)
-    if not m:
-        raise ValueError(f"not a MISP session id: {session!r}")
-    s = m.group("spks")
-    return [s[i:i + 3] for i in range(0, len(s), 3)]
-
-
-def parse_name(name: str) -> Optional[Dict[str, str]]:
-    """Fields of a corpus file name, or None if it does not follow the MISP rules.
-
-    Keys: session, kind (far/middle/near), ext, and channel (far/middle wav) or spk
-    (near, middle mp4, TextGrid).
-    """
-    m = _FILE_RE.fullmatch(name)
-    if not m:
-        return None
-    out = {"session": m.group("session"), "ext": m.group("ext")}
-    if m.group("far"):
-        out["kind"] = "far"
-        if m.group("far_ch"):
-            out["channel"] = m.group("far_ch")
-    elif m.group("middle"):
-        out["kind"] = "middle"
-        if m.group("mid_x"):
-            out["spk" if out["ext"] in ("mp4", "json") else "channel"] = m.group("mid_x")
-    else:
-        out["kind"] = "near"
-        out["spk"] = m.group("near_spk")
-    return out
+from espnet_avsr.common.naming import (SPLITS, far_video_name, far_wav_name, middle_video_name,
+                                       middle_wav_name, near_wav_name, textgrid_name)
 
 
 class Layout:
@@ -70,23 +21,23 @@ class Layout:
 
     def far_wav(self, ch: int) -> Path:
         """Array channel ``ch`` of the far array; the release numbers channels from 0 (``_Far_0`` .. ``_Far_5``)."""
-        return self.root / "audio" / self.split / "far" / f"{self.session}_Far_{ch}.wav"
+        return self.root / "audio" / self.split / "far" / far_wav_name(self.session, ch)
 
     def middle_wav(self, ch: int) -> Path:
         """Middle-array channel ``ch`` (0-based: ``_Middle_0``, ``_Middle_1``)."""
-        return self.root / "audio" / self.split / "middle" / f"{self.session}_Middle_{ch}.wav"
+        return self.root / "audio" / self.split / "middle" / middle_wav_name(self.session, ch)
 
     def near_wav(self, spk: str) -> Path:
-        return self.root / "audio" / self.split / "near" / f"{self.session}_Near_{spk}.wav"
+        return self.root / "audio" / self.split / "near" / near_wav_name(self.session, spk)
 
     def far_mp4(self) -> Path:
-        return self.root / "video" / self.split / "far" / f"{self.session}_Far.mp4"
+        return self.root / "video" / self.split / "far" / far_video_name(self.session)
 
     def middle_mp4(self, spk: str) -> Path:
-        return self.root / "video" / self.split / "middle" / f"{self.session}_Middle_{spk}.mp4"
+        return self.root / "video" / self.split / "middle" / middle_video_name(self.session, spk)
 
     def textgrid(self, spk: str) -> Path:
-        return self.root / "transcription" / self.split / f"{self.session}_Near_{spk}.TextGrid"
+        return self.root / "transcription" / self.split / textgrid_name(self.session, spk)
 
     def detection(self, video: Path) -> Path:
         field = "far" if video.stem.endswith("_Far") else "middle"

@@ -13,14 +13,14 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from espnet_avsr.corpus.faces import FaceStyle
-from espnet_avsr.corpus.layout import SPLITS, session_id
+from espnet_avsr.common.naming import SPLITS, session_id
+from espnet_avsr.common.timing import VIDEO_FPS
 from espnet_avsr.corpus.rooms import RoomGeometry
 from espnet_avsr.corpus.session import GenOptions, SessionSpec, SpeakerSpec
 from espnet_avsr.corpus.speech import VOICE_VARIANTS, Voice
 
 #: The TV's announcers (the same in every corpus).
 TV_VOICES = (Voice("m4", 45, 185), Voice("f3", 62, 195))
-from espnet_avsr.corpus.video import FPS
 
 
 #: espeak pitch range of corpus speakers; held-out babble voices stay outside it.
@@ -101,7 +101,7 @@ def _split_seconds(cfg: CorpusConfig) -> Dict[str, List[float]]:
         n = max(cfg.sessions_per_split, int(round(total / cfg.session_seconds)))
         w = rng.uniform(0.8, 1.2, n)
         durs = np.maximum(total * w / w.sum(), 5.0)
-        out[split] = [round(d * FPS) / FPS for d in durs]
+        out[split] = [round(d * VIDEO_FPS) / VIDEO_FPS for d in durs]
     return out
 
 

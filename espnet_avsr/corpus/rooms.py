@@ -16,7 +16,8 @@ import numpy as np
 import pyroomacoustics as pra
 from scipy.signal import lfilter, oaconvolve
 
-from espnet_avsr.corpus.speech import SAMPLE_RATE
+from espnet_avsr.common.levels import noise_gain, snr_db
+from espnet_avsr.common.timing import SAMPLE_RATE
 
 N_FAR = 6
 N_MIDDLE = 2
@@ -160,7 +161,7 @@ def utterance_snrs(images: Sequence[Optional[Image]], gains: Sequence[float],
         seg = x[ch, a - start:b - start]
         own[:len(seg)] = g * seg
         rest = total[a:b] - own
-        out.append(round(10 * np.log10(power(own) / power(rest)), 2))
+        out.append(round(snr_db(power(own), power(rest)), 2))
     return out
 
 
@@ -227,11 +228,11 @@ def power(x: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(np.mean(np.square(x, dtype=np.float64))) + 1e-12
 
 
-def scale_to_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, active: np.ndarray) -> float:
-    """Gain for ``noise`` so that active-speech power / noise power at mic 0 is ``snr_db``."""
+def scale_to_snr(speech: np.ndarray, noise: np.ndarray, target_db: float, active: np.ndarray) -> float:
+    """Gain for ``noise`` so that active-speech power / noise power at mic 0 is ``target_db``."""
     ps = power(speech[0], active)
     pn = power(noise[0])
-    return float(np.sqrt(ps / (pn * 10 ** (snr_db / 10))))
+    return noise_gain(ps, pn, target_db)
 
 
 def to_int16(x: np.ndarray, peak: float = 0.7) -> Tuple[np.ndarray, float]:

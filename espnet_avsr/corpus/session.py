@@ -17,13 +17,14 @@ from scipy.signal import lfilter
 from espnet_avsr.corpus import rooms, video
 from espnet_avsr.corpus.faces import FaceStyle, HeadMotion
 from espnet_avsr.corpus.layout import Layout
-from espnet_avsr.corpus.speech import SAMPLE_RATE, SyllableSynth, Voice, synthesize
+from espnet_avsr.common.levels import snr_db
+from espnet_avsr.common.timing import SAMPLE_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
+from espnet_avsr.corpus.speech import SyllableSynth, Voice, synthesize
 from espnet_avsr.corpus.text import FILLERS, Token, make_babble_text, make_sentence, to_pinyin
 from espnet_avsr.corpus.visemes import MouthTrack, syllable_viseme
 from espnet_avsr.corpus.writers import write_json, write_textgrid, write_wav
 
 log = logging.getLogger(__name__)
-SAMPLES_PER_FRAME = SAMPLE_RATE // video.FPS  # 640
 
 #: Event kinds of the dialogue and their probabilities.
 KINDS = ("speech", "filler", "noise", "deaf", "short")
@@ -93,7 +94,7 @@ class SessionSpec:
 
     @property
     def n_frames(self) -> int:
-        return int(round(self.duration * video.FPS))
+        return int(round(self.duration * VIDEO_FPS))
 
     @property
     def n_samples(self) -> int:
@@ -296,7 +297,7 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
         mid = slice(rooms.N_FAR, m)
         speech_mid = rooms.sum_images(images, gains, mid, n)
         # the middle array sits nearer the sofa: the far array's session SNR plus an offset
-        achieved = 10 * np.log10(rooms.power(speech_far[0], active) / rooms.power(noise_img[0]))
+        achieved = snr_db(rooms.power(speech_far[0], active), rooms.power(noise_img[0]))
         noise_img[mid] *= rooms.scale_to_snr(speech_mid, noise_img[mid],
                                              achieved + opts.middle_snr_offset, active)
         snrs["middle"] = rooms.utterance_snrs(images, gains, spans, noise_img[rooms.N_FAR], rooms.N_FAR, n)

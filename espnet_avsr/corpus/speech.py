@@ -23,9 +23,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import firwin, resample_poly
 
+from espnet_avsr.common.timing import SAMPLE_RATE
 from espnet_avsr.corpus.text import Token, all_syllables
 
-SAMPLE_RATE = 16000
 ESPEAK_RATE = 22050
 ESPEAK_VOICE = "cmn-latn-pinyin"
 

@@ -16,10 +16,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from espnet_avsr.common.timing import VIDEO_FPS
 from espnet_avsr.corpus.faces import Box, FaceStyle, HeadMotion, draw_face
 from espnet_avsr.corpus.visemes import MouthTrack
 
-FPS = 25
 
 
 class VideoWriteError(RuntimeError):
@@ -65,7 +65,7 @@ class Scene:
 
     def prepare(self, n_frames: int) -> None:
         """Precompute every person's head pose and mouth shape for all frames."""
-        t = np.arange(n_frames) / FPS
+        t = np.arange(n_frames) / VIDEO_FPS
         self._pose = [p.motion.at(t) for p in self.people]
         self._mouth = [p.track.sample(t) for p in self.people]
 
@@ -78,7 +78,7 @@ class Scene:
         np.copyto(frame, self.background)
         if self.tv_box is not None:
             x1, y1, x2, y2 = self.tv_box
-            k = int(i / FPS * 2)  # the TV picture changes twice a second
+            k = int(i / VIDEO_FPS * 2)  # the TV picture changes twice a second
             col = np.random.default_rng([self.tv_seed, k]).integers(40, 220, 3)
             frame[y1:y2, x1:x2] = (col * self.light).astype(np.uint8)
         boxes: Dict[str, Tuple[Box, Box]] = {}
@@ -163,11 +163,11 @@ class Camera:
 
 def flicker_track(n_frames: int, amount: float, rng: np.random.Generator) -> np.ndarray:
     """Per-frame brightness factors around 1: slow drifts plus a few lamp switches."""
-    t = np.arange(n_frames) / FPS
+    t = np.arange(n_frames) / VIDEO_FPS
     f = np.ones(n_frames)
     for _ in range(2):
         f += 0.5 * amount * np.sin(2 * np.pi * rng.uniform(0.02, 0.3) * t + rng.uniform(0, 2 * np.pi))
-    for _ in range(rng.poisson(n_frames / FPS / 60)):  # about one switch a minute
+    for _ in range(rng.poisson(n_frames / VIDEO_FPS / 60)):  # about one switch a minute
         f[int(rng.integers(n_frames)):] *= 1 + amount * rng.choice([-1, 1])
     return np.clip(f, 0.3, 1.6)
 
@@ -225,7 +225,7 @@ def render_video(scene: Scene, n_frames: int, path: Path) -> List[Dict[str, Tupl
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
     w, h = scene.size
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (w, h))
     if not writer.isOpened():
         raise VideoWriteError(f"{tmp}: cv2.VideoWriter could not open (mp4v, {w}x{h})")
     boxes = []

@@ -1,26 +1,21 @@
 """Atomic writers for the corpus files: WAV (int16), TextGrid (UTF-8/UTF-16), JSON.
 
-Every file is written under a hidden temp name in its final folder and renamed, so
-a killed run never leaves a half-written file under a real name.
+Every file goes through :func:`espnet_avsr.common.fileio.atomic_path` (a hidden temp name
+in its final folder, then renamed), so a killed run never leaves a half-written file under
+a real name. This module only says what the corpus files hold.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence, Tuple
 
 import numpy as np
-import soundfile as sf
 from praatio import textgrid
 from praatio.utilities.constants import Interval
 
-TIER_NAME = "内容层"
-
-
-def _tmp_for(path: Path, suffix: str) -> Path:
-    return path.with_name(f".{path.stem}.tmp{suffix}")
+from espnet_avsr.common.fileio import atomic_path, atomic_write_text, atomic_write_wav
+from espnet_avsr.common.naming import TEXTGRID_TIER as TIER_NAME
 
 
 def write_wav(path: Path, x: np.ndarray, sr: int) -> None:
@@ -28,17 +23,12 @@ def write_wav(path: Path, x: np.ndarray, sr: int) -> None:
     path = Path(path)
     if x.dtype != np.int16 or x.ndim != 1:
         raise ValueError(f"{path}: expected mono int16 samples, got {x.dtype} {x.shape}")
-    tmp = _tmp_for(path, ".wav")
-    sf.write(str(tmp), x, sr, subtype="PCM_16")
-    os.replace(tmp, path)
+    atomic_write_wav(path, x, sr)
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Compact, deterministic JSON (keys in insertion order)."""
-    path = Path(path)
-    tmp = _tmp_for(path, ".json")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
 
 
 def write_textgrid(
@@ -59,15 +49,8 @@ def write_textgrid(
     entries = [Interval(round(s, 3), round(e, 3), t) for s, e, t in sorted(intervals)]
     tg = textgrid.Textgrid(0.0, round(duration, 3))
     tg.addTier(textgrid.IntervalTier(TIER_NAME, entries, 0.0, round(duration, 3)))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:
         tg.save(str(tmp), format="long_textgrid", includeBlankSpaces=True,
                 minimumIntervalLength=None, reportingMode="error")
         if encoding == "utf-16":
             tmp.write_text(tmp.read_text(encoding="utf-8"), encoding="utf-16")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

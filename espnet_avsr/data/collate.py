@@ -4,7 +4,7 @@ CommonCollateFn already pads every array along its first axis and emits ``<name>
 (so ``video`` -> ``video`` (B, T, H, W) + ``video_lengths``); this adds a clear error when
 the ROI sizes of a batch disagree, instead of a deep stack trace in ``pad_list``.
 
-A zero-length video is the dump's "no video at all" marker (``dump_audio --no_roi mark``
+A zero-length video is the dump's "no video at all" marker (``make_dump --no_roi mark``
 keeps evaluation utterances whose face was never found). It becomes zero frames (the
 missing-frame fill) as long as the audio, flagged in ``video_missing`` (B, T) bool, so the
 model decodes the utterance as video entirely missing (and MS-Adapters switch on).
@@ -21,13 +21,13 @@ import torch
 
 from espnet2.train.collate_fn import CommonCollateFn
 
-from espnet_avsr.dataprep.dump import FRAME_SAMPLES
+from espnet_avsr.common.timing import SAMPLES_PER_FRAME
 
 
 class AVCollateFn(CommonCollateFn):
     """CommonCollateFn(float_pad_value=0, int_pad_value=-1) + per-frame shape checks + absent video."""
 
-    def __init__(self, video_name: str = "video", speech_name: str = "speech", frame_samples: int = FRAME_SAMPLES):
+    def __init__(self, video_name: str = "video", speech_name: str = "speech", frame_samples: int = SAMPLES_PER_FRAME):
         super().__init__(float_pad_value=0.0, int_pad_value=-1)
         self.video_name = video_name
         self.speech_name = speech_name

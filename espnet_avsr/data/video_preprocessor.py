@@ -19,6 +19,7 @@ import numpy as np
 
 from espnet2.train.preprocessor import CommonPreprocessor
 
+from espnet_avsr.common.timing import CROP_SIZE
 from espnet_avsr.data.roi_norm import ROI_MEAN, ROI_STD  # noqa: F401 - also re-exported here
 
 
@@ -64,7 +65,7 @@ class AVSRPreprocessor(CommonPreprocessor):
         self,
         train: bool,
         video_name: str = "video",
-        crop_size: int = 88,
+        crop_size: int = CROP_SIZE,
         flip_prob: float = 0.5,
         time_mask_num: int = 0,
         time_mask_max_frames: int = 10,

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
-from espnet_avsr.dataprep.kaldi_dir import read_kv, split_paths
+from espnet_avsr.common.kaldi_dir import read_kv, split_paths
 
 PathLike = Union[str, Path]
 SCP_FILES = ("wav.scp", "channels.scp", "video.scp", "detection.scp", "roi.scp")

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from espnet_avsr.dataprep.errors import DataPrepError
+from espnet_avsr.common.errors import DataPrepError
 
 PathLike = Union[str, Path]
 Detections = Dict[int, List[dict]]

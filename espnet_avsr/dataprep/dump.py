@@ -20,22 +20,22 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, atomic_write_wav, wav_is_complete
-from espnet_avsr.dataprep.kaldi_dir import load_dir, parse_segments, read_kv, utt2spk_to_spk2utt, write_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_save_npy, atomic_write_json, atomic_write_wav, wav_is_complete
+from espnet_avsr.common.kaldi_dir import load_dir, parse_segments, read_kv, utt2spk_to_spk2utt, write_kv
+from espnet_avsr.common.timing import ROI_SIZE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from espnet_avsr.dataprep.speed import change_speed, perturbed_length
 
 PathLike = Union[str, Path]
-SAMPLE_RATE = 16000
-FRAME_SAMPLES = SAMPLE_RATE // 25  # samples per 40 ms video frame
 NO_ROI_POLICIES = ("drop", "mark", "omit")
 ABSENT_VIDEO_NAME = "no_video.npy"
 
 
 def write_absent_video_marker(out: Path, rois: Dict[str, str]) -> str:
     """The shared zero-length ROI of `mark`, as wide as the set's real ROIs (96 if none)."""
-    side: Tuple[int, ...] = (96, 96)
+    side: Tuple[int, ...] = (ROI_SIZE, ROI_SIZE)
     first = next(iter(rois.values()), None)
     if first is not None:
         try:
@@ -47,7 +47,7 @@ def write_absent_video_marker(out: Path, rois: Dict[str, str]) -> str:
     return str(target.resolve())
 
 
-def dump_audio(
+def make_dump(
     data_dir: PathLike,
     out: PathLike,
     roi_scp: Optional[PathLike] = None,
@@ -111,10 +111,6 @@ def dump_audio(
     num_samples: "OrderedDict[str, str]" = OrderedDict()
     wavs: "OrderedDict[str, str]" = OrderedDict()
     stats = Counter()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = lambda x, **k: x  # noqa: E731
     for rec in tqdm(sorted(by_rec), desc="dump", disable=None):
         if rec not in files["wav.scp"]:
             for u in by_rec[rec]:
@@ -137,7 +133,7 @@ def dump_audio(
                 else:
                     s, e = 0, sfile.frames
                 n = e - s
-                if e > sfile.frames + FRAME_SAMPLES:
+                if e > sfile.frames + SAMPLES_PER_FRAME:
                     drops["segment_beyond_audio"] += 1
                     dropped[u] = f"segment ends at sample {e}, {path} has {sfile.frames}"
                     continue

@@ -2,7 +2,7 @@
 
 Per utterance, `num_samples / 640` (40 ms frames) is compared to the ROI's T;
 anything off by more than the tolerance, missing on one side or with the wrong
-shape/dtype is an outlier. A zero-length ROI is `dump_audio --no_roi mark`'s
+shape/dtype is an outlier. A zero-length ROI is `make_dump --no_roi mark`'s
 "no video at all" marker: counted as `video_absent`, not an outlier.
 """
 from pathlib import Path
@@ -10,14 +10,14 @@ from typing import Dict, List, Union
 
 import numpy as np
 
-from espnet_avsr.dataprep.dump import FRAME_SAMPLES
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.timing import ROI_SIZE, SAMPLES_PER_FRAME
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 
 PathLike = Union[str, Path]
 
 
-def check_dump(dump_dir: PathLike, tolerance: float = 1.0, roi_size: int = 96) -> Dict:
+def check_dump(dump_dir: PathLike, tolerance: float = 1.0, roi_size: int = ROI_SIZE) -> Dict:
     """Return `{num_utts, num_checked, outliers: [{utt, reason, ...}], max_abs_diff, mean_abs_diff}`."""
     d = Path(dump_dir)
     for need in ("utt2num_samples", "roi.scp"):
@@ -46,7 +46,7 @@ def check_dump(dump_dir: PathLike, tolerance: float = 1.0, roi_size: int = 96) -
         if arr.shape[0] == 0:
             absent.append(u)
             continue
-        audio_frames = int(nsamp[u]) / FRAME_SAMPLES
+        audio_frames = int(nsamp[u]) / SAMPLES_PER_FRAME
         diff = audio_frames - arr.shape[0]
         diffs.append(abs(diff))
         if abs(diff) > tolerance:

@@ -17,11 +17,13 @@ import numpy as np
 import soundfile as sf
 from nara_wpe.utils import istft, stft
 from nara_wpe.wpe import wpe_v6
+from tqdm import tqdm
 
 from espnet_avsr.dataprep.beamform import delay_and_sum, gcc_phat_delays, low_energy_frames, mvdr_souden
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_write_json, wav_is_complete
-from espnet_avsr.dataprep.kaldi_dir import copy_dir_files, load_dir, parse_segments, split_paths, write_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_write_json, wav_is_complete
+from espnet_avsr.common.timing import SAMPLE_RATE
+from espnet_avsr.common.kaldi_dir import copy_dir_files, load_dir, parse_segments, split_paths, write_kv
 
 try:
     from threadpoolctl import threadpool_limits
@@ -30,7 +32,6 @@ except ImportError:  # pragma: no cover - optional; only speed is affected
 
 PathLike = Union[str, Path]
 METHODS = ("wpe_ds", "wpe_mvdr", "ds", "mvdr", "first_channel")
-SAMPLE_RATE = 16000
 MAX_LENGTH_MISMATCH = SAMPLE_RATE // 2  # channels of one array may differ by < 0.5 s (trimmed ends)
 
 
@@ -271,10 +272,6 @@ def enhance_data_dir(
             seg_by_rec.setdefault(rec, []).append((s, e))
     new_wav = {}
     stats = {"done": 0, "skipped_existing": 0, "passthrough": 0, "clipped_samples": 0, "audio_seconds": 0.0}
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = lambda x, **k: x  # noqa: E731
     for rec, wav in tqdm(list(files["wav.scp"].items()), desc="enhance", disable=None):
         paths = chans.get(rec, [wav])
         if len(paths) == 1 and cfg.method != "first_channel":

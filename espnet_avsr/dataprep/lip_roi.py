@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from espnet_avsr.dataprep.detection import (
     BoxScaleError,
@@ -24,10 +25,11 @@ from espnet_avsr.dataprep.detection import (
     lip_track,
     load_detections,
 )
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
-from espnet_avsr.dataprep.kaldi_dir import load_dir, parse_segments, write_kv
-from espnet_avsr.dataprep.transcripts import FRAME_RATE, snap_frame
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
+from espnet_avsr.common.kaldi_dir import load_dir, parse_segments, write_kv
+from espnet_avsr.common.timing import ROI_SIZE, VIDEO_FPS
+from espnet_avsr.dataprep.transcripts import snap_frame
 
 PathLike = Union[str, Path]
 FPS_POLICIES = ("refuse", "map")
@@ -37,7 +39,7 @@ FPS_POLICIES = ("refuse", "map")
 class RoiConfig:
     """Extraction knobs; defaults follow the MISP baselines."""
 
-    roi_size: int = 96
+    roi_size: int = ROI_SIZE
     min_detect_ratio: float = 0.5
     pad_mode: str = "edge"  # or "zero"
     skip_bad_videos: bool = False
@@ -67,7 +69,7 @@ class UttJob:
     missing_why: Counter = field(default_factory=Counter)
 
 
-def crop_roi(frame: np.ndarray, box: np.ndarray, roi_size: int = 96, pad_mode: str = "edge") -> np.ndarray:
+def crop_roi(frame: np.ndarray, box: np.ndarray, roi_size: int = ROI_SIZE, pad_mode: str = "edge") -> np.ndarray:
     """Grey `(roi_size, roi_size)` uint8 crop of a BGR (or grey) frame around a lip box.
 
     The square has side max(w, h, roi_size); parts outside the image are filled
@@ -107,11 +109,11 @@ def _open_video(path: Path, fps_policy: str = "refuse"):
     if width <= 0 or height <= 0:
         cap.release()
         raise DataPrepError(path, "video has no readable frame size (corrupt?)")
-    if fps and abs(fps - FRAME_RATE) > 0.5 and fps_policy != "map":
+    if fps and abs(fps - VIDEO_FPS) > 0.5 and fps_policy != "map":
         cap.release()
         raise DataPrepError(
-            path, f"{fps:.2f} fps, expected {FRAME_RATE}: utterances are cut at 40 ms frame numbers, so the lips "
-            f"would drift from the audio; convert the video and its detection JSON to {FRAME_RATE} fps "
+            path, f"{fps:.2f} fps, expected {VIDEO_FPS}: utterances are cut at 40 ms frame numbers, so the lips "
+            f"would drift from the audio; convert the video and its detection JSON to {VIDEO_FPS} fps "
             "(--skip_bad_videos skips this video; --video_fps_policy map maps frames by their time)"
         )
     return cap, width, height, count, fps if fps and fps > 0 else 0.0
@@ -119,9 +121,9 @@ def _open_video(path: Path, fps_policy: str = "refuse"):
 
 def _frame_map(fps: float):
     """25 fps frame index -> source frame index, the source frame nearest in time (identity at 25 fps)."""
-    if not fps or abs(fps - FRAME_RATE) <= 0.5:
+    if not fps or abs(fps - VIDEO_FPS) <= 0.5:
         return lambda k: k
-    return lambda k: int(math.floor(k * fps / FRAME_RATE + 0.5))
+    return lambda k: int(math.floor(k * fps / VIDEO_FPS + 0.5))
 
 
 def process_video(
@@ -132,10 +134,10 @@ def process_video(
     cap, width, height, n_src, fps = _open_video(mp4, cfg.fps_policy)
     src_of = _frame_map(fps)
     n_video = n_src
-    if fps and abs(fps - FRAME_RATE) > 0.5:  # mapped: detections and the frame count in 40 ms frames
+    if fps and abs(fps - VIDEO_FPS) > 0.5:  # mapped: detections and the frame count in 40 ms frames
         last = max(j.start + j.n_frames for j in jobs)
         dets = {k: dets.get(src_of(k), []) for k in range(last)}
-        n_video = int(math.floor(n_src * FRAME_RATE / fps + 1e-6)) if n_src > 0 else 0
+        n_video = int(math.floor(n_src * VIDEO_FPS / fps + 1e-6)) if n_src > 0 else 0
         counts["videos_fps_mapped"] += 1
         logging.warning("%s: %.2f fps, mapping 40 ms frames to the source frames nearest in time", mp4, fps)
     try:
@@ -266,10 +268,6 @@ def extract_lip_roi(
             continue
         videos[vid].append(UttJob(utt, spk, start, n, out / "npy" / f"{utt}.npy"))
     ratios: Dict[str, float] = {}
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = lambda x, **k: x  # noqa: E731
     for vid in tqdm(sorted(videos), desc="lip roi", disable=None):
         if vid not in files["video.scp"]:
             raise DataPrepError(data_dir / "video.scp", f"no entry for video {vid!r}")

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Union
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import read_kv
 
 PathLike = Union[str, Path]
 #: Transcript-rule drops of stage 1 (SPEC §3): the corpus's convention, not a loss.

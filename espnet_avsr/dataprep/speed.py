@@ -2,7 +2,7 @@
 
 Choice (documented): like `sox speed`, a factor f changes tempo and pitch
 together by resampling, so an utterance of N samples becomes ceil(N / f)
-samples. The audio is resampled when it is dumped (`dump_audio` reads
+samples. The audio is resampled when it is dumped (`make_dump` reads
 `utt2speed`); here we only write the data dir. The ROI sequence of T frames is
 remapped by nearest frame, T_new = round(T / f), new frame i showing original
 frame floor((i + 0.5) * f): no blending, so every frame stays a real image, and
@@ -17,9 +17,9 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
-from espnet_avsr.dataprep.kaldi_dir import load_dir, read_kv, save_dir
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_save_npy, atomic_write_json, npy_is_complete
+from espnet_avsr.common.kaldi_dir import load_dir, read_kv, save_dir
 
 PathLike = Union[str, Path]
 
@@ -70,7 +70,7 @@ def speed_perturb_dir(
     """Write a data dir holding every utterance once per factor (`sp<f>-` ids).
 
     Speakers get the same prefix (a speed-changed voice is a different voice).
-    `utt2speed` records each utterance's factor for `dump_audio`. With `roi_scp`,
+    `utt2speed` records each utterance's factor for `make_dump`. With `roi_scp`,
     speed-changed ROI `.npy` files go to `roi_out` (default `out/roi`) and
     `out/roi.scp` (+ `roi_detect_ratio` when one sits beside `roi_scp`) list them.
     """

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Union
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import c_sort_key, load_dir, parse_segments, save_dir, subset_dir
-from espnet_avsr.dataprep.session import session_of
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import c_sort_key, load_dir, parse_segments, save_dir, subset_dir
+from espnet_avsr.common.naming import session_of
 
 PathLike = Union[str, Path]
 

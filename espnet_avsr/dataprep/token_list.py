@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_write_text
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_write_text
 
 PathLike = Union[str, Path]
 BLANK, UNK, SOS_EOS, SPACE = "<blank>", "<unk>", "<sos/eos>", "<space>"

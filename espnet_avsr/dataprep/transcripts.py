@@ -2,7 +2,7 @@
 
 The rules (SPEC §3): drop `<NOISE>`/`<DEAF>` intervals, intervals shorter than
 0.04 s and filler-only text; normalise the text with the scoring normaliser
-(eval/textnorm: NFKC, lower case, no punctuation or spaces) so training and
+(common/textnorm: NFKC, lower case, no punctuation or spaces) so training and
 scoring share one alphabet; widen times to the 40 ms video frame grid (start
 floored, end ceiled, as ESPnet's misp2021 recipe does, so utterance ids match
 the baselines'). Each dropped interval gets a reason so nothing is lost silently.
@@ -15,14 +15,15 @@ from typing import List, Optional, Tuple, Union
 
 from praatio.utilities import textgrid_io
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.eval.textnorm import UNK_CHAR, normalize_text
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.naming import TEXTGRID_TIER
+from espnet_avsr.common.textnorm import UNK_CHAR, normalize_text
+from espnet_avsr.common.timing import VIDEO_FPS
 
-TEXT_TIER = "内容层"
+TEXT_TIER = TEXTGRID_TIER
 FILLERS = frozenset("呃啊噢嗯唉")
 DROP_TAGS = {"<NOISE>": "noise_tag", "<DEAF>": "deaf_tag"}
 MIN_DURATION = 0.04
-FRAME_RATE = 25  # video frames per second; the 40 ms grid
 _GRID_EPS = 1e-6  # in frames: 0.48 s * 25 may be 11.999999999999998
 
 
@@ -45,11 +46,11 @@ class Kept:
 
     @property
     def start(self) -> float:
-        return self.start_frame / FRAME_RATE
+        return self.start_frame / VIDEO_FPS
 
     @property
     def end(self) -> float:
-        return self.end_frame / FRAME_RATE
+        return self.end_frame / VIDEO_FPS
 
 
 def decode_textgrid_bytes(raw: bytes, path: Union[str, Path] = "<bytes>") -> str:
@@ -102,7 +103,7 @@ def read_text_tier(path: Union[str, Path], tier_name: str = TEXT_TIER) -> List[I
 
 
 def clean_text(label: str) -> str:
-    """The transcript of a label in the scoring alphabet (eval/textnorm.normalize_text).
+    """The transcript of a label in the scoring alphabet (common/textnorm.normalize_text).
 
     One normaliser for data prep, token list and scoring: full-width forms and upper
     case would otherwise be trained as tokens that scoring maps elsewhere.
@@ -112,17 +113,17 @@ def clean_text(label: str) -> str:
 
 def snap_frame(t: float) -> int:
     """Nearest 40 ms frame index (for times already on the grid, e.g. `segments`)."""
-    return int(math.floor(t * FRAME_RATE + 0.5 + 1e-9))
+    return int(math.floor(t * VIDEO_FPS + 0.5 + 1e-9))
 
 
 def floor_frame(t: float) -> int:
     """Last 40 ms frame boundary at or before `t` (utterance start; misp2021 rule)."""
-    return int(math.floor(t * FRAME_RATE + _GRID_EPS))
+    return int(math.floor(t * VIDEO_FPS + _GRID_EPS))
 
 
 def ceil_frame(t: float) -> int:
     """First 40 ms frame boundary at or after `t` (utterance end; misp2021 rule)."""
-    return int(math.ceil(t * FRAME_RATE - _GRID_EPS))
+    return int(math.ceil(t * VIDEO_FPS - _GRID_EPS))
 
 
 def filter_interval(iv: Interval) -> Tuple[Optional[Kept], Optional[str]]:

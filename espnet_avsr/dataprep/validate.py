@@ -11,8 +11,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Union
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.kaldi_dir import (
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.kaldi_dir import (
     ALL_FILES,
     REC_FILES,
     UTT_FILES,

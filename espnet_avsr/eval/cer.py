@@ -16,14 +16,14 @@ permutations; unmatched speakers are scored against the empty string).
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import editdistance
 import numpy as np
 
-from espnet_avsr.eval.textnorm import to_chars
+from espnet_avsr.common.naming import parse_utt_id
+from espnet_avsr.common.textnorm import to_chars
 
 # Distances alone (the speaker-pair matrix of cpCER) come from the C ``editdistance`` package,
 # an ESPnet dependency; align_counts stays ours because it also needs the sub/ins/del split.
@@ -179,17 +179,6 @@ def score_corpus(refs: Mapping[str, str], hyps: Mapping[str, str]) -> CorpusScor
 
 # ---------------------------------------------------------------------------------- cpCER
 
-_UTT_RE = re.compile(r"^S(?P<spk>[^_]+)_(?P<session>.+)_(?P<start>\d+)-(?P<end>\d+)$")
-
-
-def parse_utt_id(utt_id: str) -> Tuple[str, str, int, int]:
-    """``S<spk>_<session>_<start>-<end>`` -> (speaker, session, start, end)."""
-    m = _UTT_RE.match(utt_id)
-    if m is None:
-        raise ValueError(
-            f"utterance id {utt_id!r} does not follow S<spk>_<session>_<start>-<end>; cpCER needs it"
-        )
-    return m.group("spk"), m.group("session"), int(m.group("start")), int(m.group("end"))
 
 
 def _group_sessions(texts: Mapping[str, str]) -> Dict[str, Dict[str, List[str]]]:

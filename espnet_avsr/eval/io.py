@@ -1,4 +1,4 @@
-"""Files of the evaluation side: Kaldi ``text``/``*.scp`` readers (over dataprep.kaldi_dir), ``--meta`` parsing and the
+"""Files of the evaluation side: Kaldi ``text``/``*.scp`` readers (over common.kaldi_dir), ``--meta`` parsing and the
 score directory writer (``result.json``, ``result.txt``, ``utt_cer.txt``).
 
 ``result.json`` is the contract between scoring and reporting::
@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_write_json
-from espnet_avsr.dataprep.kaldi_dir import read_kv
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_write_json
+from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.eval.cer import CorpusScore, ErrorCounts, SessionScore
 
 PathLike = Union[str, os.PathLike]

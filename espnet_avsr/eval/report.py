@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from espnet_avsr.common.experiment import META_JSON, read_meta
 from espnet_avsr.eval.io import EvalInputError, find_files, load_json
 
 PathLike = Union[str, os.PathLike]
@@ -110,10 +111,27 @@ def _model_from_path(path: Path, exp: Path) -> str:
     return rel[0] if len(rel) > 1 else "model"
 
 
+def model_meta(exp: Path, model: str, cache: Dict[str, Dict]) -> Dict:
+    """``exp/<model>/meta.json`` (the recipe's typed record of the model's training), or {}."""
+    if model not in cache:
+        path, cache[model] = exp / model / META_JSON, {}
+        if path.is_file():
+            try:
+                cache[model] = dict(read_meta(path))
+            except (OSError, ValueError) as e:
+                log.warning("%s: unreadable, ignored (%s)", path, e)
+    return cache[model]
+
+
 def load_records(exp: PathLike, name: str, value_key: str) -> Tuple[List[Record], List[str]]:
-    """All ``name`` files under ``exp``; unreadable ones are skipped and listed."""
+    """All ``name`` files under ``exp``; unreadable ones are skipped and listed.
+
+    A score's own ``meta`` is laid over its model's ``exp/<model>/meta.json`` when that exists,
+    so training settings come from the one record the recipe wrote.
+    """
     exp = Path(exp)
     records, problems = [], []
+    models: Dict[str, Dict] = {}
     for path in find_files(exp, name):
         try:
             data = load_json(path)
@@ -122,6 +140,7 @@ def load_records(exp: PathLike, name: str, value_key: str) -> Tuple[List[Record]
                 raise KeyError(value_key)
             meta = dict(data.get("meta") or {})
             meta.setdefault("model", _model_from_path(path, exp))
+            meta = {**model_meta(exp, str(meta["model"]), models), **meta}
             records.append(Record(path, 100.0 * float(value), meta, data))
         except (EvalInputError, KeyError, TypeError, ValueError) as e:
             msg = f"{path}: skipped ({e.__class__.__name__}: {e})"
@@ -597,7 +616,7 @@ def make_report(exp: PathLike, out_md: PathLike, plots_dir: Optional[PathLike] =
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     rep.markdown = render_markdown(rep, exp, out_md)
-    from espnet_avsr.dataprep.fileio import atomic_write_text
+    from espnet_avsr.common.fileio import atomic_write_text
 
     atomic_write_text(out_md, rep.markdown)
     log.info("wrote %s: %d tables, %d figures, %d notes", out_md, len(rep.tables), len(rep.plots), len(rep.notes))

@@ -13,6 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from espnet_avsr.common.naming import parse_utt_id
 from espnet_avsr.eval.cer import CorpusScore, ErrorCounts, UttScore
 
 
@@ -124,8 +125,6 @@ class SessionBootstrap:
 
 def session_of(utt_id: str) -> str:
     """The recording session of a MISP utterance id (``S<spk>_<session>_<start>-<end>``)."""
-    from espnet_avsr.eval.cer import parse_utt_id
-
     return parse_utt_id(utt_id)[1]
 
 

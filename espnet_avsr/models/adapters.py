@@ -234,22 +234,6 @@ def adapter_conf_from_state_dict(state: Mapping[str, torch.Tensor], bridge_prefi
     )
 
 
-def load_state_file(path: str) -> Dict[str, torch.Tensor]:
-    """torch.load a checkpoint (plain state dict, or ESPnet's ``checkpoint.pth`` layout)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"adapter/model file not found: {path}") from None
-    except Exception as e:  # noqa: BLE001 - name the file whatever torch complains about
-        raise ValueError(f"{path}: cannot be read as a torch checkpoint ({e})") from e
-    for key in ("model", "module"):  # ESPnet checkpoint.pth / deepspeed layouts
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return state
-
-
 def check_adapter_only(state: Mapping[str, torch.Tensor], path: Optional[str] = None) -> None:
     """Raise if ``state`` has no adapter tensors (e.g. a base checkpoint given as adapter file)."""
     if not any(is_adapter_key(k) for k in state):

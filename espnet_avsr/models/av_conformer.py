@@ -1,5 +1,6 @@
 """AV-Conformer encoder: the paper's fusion encoder built from ESPnet Conformer blocks.
 
+
     audio fbank --Conv2dSubsampling(4x)--> 25 fps --+--[N x (dual cross-attn -> Conformer per stream)]
     video feats (front-end, 25 fps) ----------------+                 |
                                                  merge -> M shared Conformer -> after_norm
@@ -16,7 +17,7 @@ Two merges (``merge``):
 Names are chosen so a stock ESPnet ConformerEncoder (A0, ``rel_pos_type: latest``,
 ``macaron_style: true``) maps onto it: ``embed`` = its ``embed``, ``audio_blocks[i]`` =
 its ``encoders[i]`` (i < N), ``shared_blocks[j]`` = its ``encoders[N + j]``,
-``after_norm`` = its ``after_norm`` (see ``espnet_avsr.bin.init_from_asr``).
+``after_norm`` = its ``after_norm`` (see ``espnet_avsr.bin.init_avsr``).
 
 Length reconciliation (after subsampling, per utterance): when audio and video lengths
 differ by at most ``length_tolerance`` frames both are trimmed to the shorter. Larger
@@ -54,6 +55,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
     check_short_utt,
 )
 
+from espnet_avsr.common.timing import subsampled_length
 from espnet_avsr.models.fusion import DualCrossAttention, MultiLayerMerge, StreamMerge
 
 EncoderOutput = Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]
@@ -223,7 +225,7 @@ class AVConformerEncoder(AbsEncoder):
         masks = (~make_pad_mask(feats_lengths, maxlen=feats.size(1))[:, None, :]).to(feats.device)
         x, _ = self.embed(feats, masks)
         # lengths by formula (two k=3, s=2 convs): independent of how much padding a batch has
-        lengths = ((feats_lengths - 1) // 2 - 1) // 2
+        lengths = subsampled_length(feats_lengths)
         return x, lengths.to(x.device)
 
     def forward(

@@ -34,7 +34,9 @@ from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_avsr.data.missing_video import VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value
+from espnet_avsr.data.missing_video import (VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value,
+                                             frames_present)
+from espnet_avsr.common.timing import CROP_SIZE, subsampled_length
 from espnet_avsr.models.av_conformer import AVConformerEncoder
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
 
@@ -110,16 +112,6 @@ class ESPnetAVSRModel(ESPnetASRModel):
         self.audio_dropout = float(audio_dropout)
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def uses_video_memory(self) -> bool:
-        return bool(getattr(self.decoder, "uses_video_memory", False))
-
-    def decoder_memory(self, enc: torch.Tensor, aux: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the attention decoder attends to: enc, or [enc; video] for the fusion decoder."""
-        if self.uses_video_memory:
-            return torch.cat([enc, aux["video"][:, : enc.size(1)]], dim=-1)
-        return enc
-
     def drop_video(self, video: torch.Tensor, video_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Training-time video dropout: (filled video, (B, T) missing mask)."""
         cfg = self.video_dropout
@@ -132,11 +124,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         self, batch_size: int, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor], device: torch.device
     ) -> torch.Tensor:
         """(B,) bool: the samples drawn with ``audio_dropout`` among those that keep some video."""
-        has_video = video_lengths > 0
-        if video_missing is not None:
-            t = torch.arange(video_missing.size(1), device=video_missing.device)[None, :]
-            present = (~video_missing) & (t < video_lengths.to(video_missing.device)[:, None])
-            has_video = has_video.to(present.device) & present.any(dim=1)
+        has_video = frames_present(video_lengths, video_missing).any(dim=1)
         return (torch.rand(batch_size, device=device) < self.audio_dropout) & has_video.to(device)
 
     def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -146,8 +134,8 @@ class ESPnetAVSRModel(ESPnetASRModel):
         ``video_dropout.fill: black``, else zero.
         """
         feats, feats_lengths = self._extract_feats(speech, speech_lengths)
-        n = ((feats_lengths - 1) // 2 - 1) // 2
-        side = getattr(self.video_frontend, "roi_size", 88)
+        n = subsampled_length(feats_lengths)
+        side = getattr(self.video_frontend, "roi_size", CROP_SIZE)
         cfg = self.video_dropout
         value = fill_value("black", cfg.mean, cfg.std) if cfg is not None and cfg.fill == "black" else 0.0
         video = speech.new_full((speech.size(0), int(n.max()), side, side), value, dtype=torch.float32)
@@ -311,7 +299,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
             stats["cer_ctc"] = cer_ctc
         if self.ctc_weight != 1.0:
             loss_att, acc_att, cer_att, wer_att = self._calc_att_loss(
-                self.decoder_memory(enc, aux), enc_lens, text, text_lengths
+                enc, enc_lens, text, text_lengths
             )
             stats.update(loss_att=loss_att.detach(), acc=acc_att, cer=cer_att, wer=wer_att)
         if loss_att is None:

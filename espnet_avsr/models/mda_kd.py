@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -45,6 +45,7 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet2.torch_utils.device_funcs import force_gatherable
 
+from espnet_avsr.common.checkpoint import load_state_file
 from espnet_avsr.models.espnet_model import ESPnetAVSRModel
 from espnet_avsr.models.kd_losses import DISTANCES, masked_kd_loss
 from espnet_avsr.models.registry import register
@@ -59,19 +60,31 @@ class TeacherError(ValueError):
     """The MDA-KD teacher files are missing, unreadable or do not fit the student."""
 
 
-def load_teacher(config: Union[str, Path], model_file: Union[str, Path]) -> ESPnetAVSRModel:
-    """Build a frozen AVSR teacher on CPU; weights are loaded strictly (no silent misses)."""
-    from espnet_avsr.tasks.avsr import AVSRTask  # lazy: tasks imports the model registry
+#: Builds an untrained model from a config.yaml on CPU. Injected by the task that owns the
+#: model registry (``tasks/avsr.py`` sets it on import), so ``models/`` imports nothing above it.
+TeacherBuilder = Callable[[str], torch.nn.Module]
+_teacher_builder: Optional[TeacherBuilder] = None
 
+
+def set_teacher_builder(builder: TeacherBuilder) -> None:
+    """Install the function that builds a teacher from its config (the task calls this)."""
+    global _teacher_builder
+    _teacher_builder = builder
+
+
+def load_teacher(config: Union[str, Path], model_file: Union[str, Path],
+                 builder: Optional[TeacherBuilder] = None) -> ESPnetAVSRModel:
+    """Build a frozen AVSR teacher on CPU; weights are loaded strictly (no silent misses)."""
     for what, path in (("teacher_config", config), ("teacher_model_file", model_file)):
         if not Path(path).is_file():
             raise TeacherError(f"MDA-KD {what} not found: {path}")
-    teacher, _ = AVSRTask.build_model_from_file(config, None, "cpu")
+    builder = builder or _teacher_builder
+    if builder is None:
+        raise TeacherError("MDA-KD: no teacher builder installed (import espnet_avsr.tasks.avsr first)")
+    teacher = builder(str(config))
     if not isinstance(teacher, ESPnetAVSRModel):
         raise TeacherError(f"{config}: the MDA-KD teacher must be an AVSR model, got {type(teacher).__name__}")
-    state = torch.load(model_file, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # a trainer checkpoint.pth
+    state = load_state_file(str(model_file))
     try:
         teacher.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -252,7 +265,7 @@ class MDAKDModel(ESPnetAVSRModel):
                     views[key] = teacher.ctc.ctc_lo(enc)
                 elif key == "decoder":
                     ys_in, _ = add_sos_eos(text, teacher.sos, teacher.eos, teacher.ignore_id)
-                    views[key], _ = teacher.decoder(teacher.decoder_memory(enc, hidden), lens, ys_in, text_lengths + 1)
+                    views[key], _ = teacher.decoder(enc, lens, ys_in, text_lengths + 1)
                 elif key in hidden:
                     views[key] = hidden[key]
                 else:

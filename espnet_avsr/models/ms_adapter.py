@@ -43,6 +43,7 @@ from torch import nn
 
 from espnet2.torch_utils.device_funcs import force_gatherable
 
+from espnet_avsr.data.missing_video import video_absent
 from espnet_avsr.models.adapters import (
     AdapterConfig,
     LowRankBranch,
@@ -66,26 +67,6 @@ class AudioBridge(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.branch.update(x)
-
-
-def video_absent(
-    batch_size: int,
-    video: Optional[torch.Tensor],
-    video_lengths: Optional[torch.Tensor],
-    video_missing: Optional[torch.Tensor],
-) -> torch.Tensor:
-    """(B,) bool: True where the sample has no usable video frame at all."""
-    if video is None or video_lengths is None:
-        return torch.ones(batch_size, dtype=torch.bool)
-    lengths = video_lengths.detach().cpu()
-    if video_missing is None:
-        return lengths <= 0
-    missing = video_missing.detach().cpu().bool()
-    t = max(int(lengths.max()), missing.size(1)) if batch_size else 0
-    m = torch.zeros(batch_size, t, dtype=torch.bool)
-    m[:, : missing.size(1)] = missing[:, :t]
-    valid = torch.arange(t)[None, :] < lengths[:, None]
-    return (m | ~valid).all(dim=1)
 
 
 def _take(x: Optional[torch.Tensor], idx: torch.Tensor, lengths: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

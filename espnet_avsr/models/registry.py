@@ -28,7 +28,6 @@ from typing import Dict, Type
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
 from espnet_avsr.models.av_conformer import AVConformerEncoder
-from espnet_avsr.models.decoders import AVFusionDecoder
 from espnet_avsr.models.espnet_model import ESPnetAVSRModel
 from espnet_avsr.models.video_conformer import VideoConformerEncoder
 from espnet_avsr.models.visual_frontend import ResNet18VideoFrontend
@@ -38,7 +37,7 @@ KINDS = ("model", "encoder", "decoder", "video_frontend")
 REGISTRY: Dict[str, Dict[str, Type]] = {
     "model": {"espnet": ESPnetAVSRModel},
     "encoder": {"av_conformer": AVConformerEncoder, "video_conformer": VideoConformerEncoder},
-    "decoder": {"transformer": TransformerDecoder, "fusion": AVFusionDecoder},
+    "decoder": {"transformer": TransformerDecoder},
     "video_frontend": {"resnet18": ResNet18VideoFrontend},
 }
 

@@ -34,6 +34,8 @@ from torch import nn
 
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
+from espnet_avsr.common.timing import CROP_SIZE
+
 
 class AbsVideoFrontend(nn.Module, ABC):
     """(B, T, H, W) normalised grey frames -> (B, T, D) per-frame features."""
@@ -135,7 +137,7 @@ class ResNet18VideoFrontend(AbsVideoFrontend):
         self,
         output_size: int = 256,
         width: int = 64,
-        roi_size: int = 88,
+        roi_size: int = CROP_SIZE,
         dropout_rate: float = 0.0,
         channels_last: bool = True,
     ):

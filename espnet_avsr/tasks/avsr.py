@@ -49,6 +49,7 @@ from espnet2.utils.types import float_or_none, str2bool, str_or_none
 from espnet_avsr.data.collate import AVCollateFn
 from espnet_avsr.data.video_preprocessor import AVSRPreprocessor
 from espnet_avsr.models.adapters import AdapterConfig
+from espnet_avsr.models.mda_kd import set_teacher_builder
 from espnet_avsr.models.registry import REGISTRY, load_plugins
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
 from espnet_avsr.tasks.trainer import AVSRTrainer
@@ -275,3 +276,7 @@ class AVSRTask(AbsTask):
         if getattr(args, "init", None) is not None:
             initialize(model, args.init)
         return model
+
+
+# the MDA-KD teacher is an AVSR model built from its config: the task lends models/ its builder
+set_teacher_builder(lambda config: AVSRTask.build_model_from_file(config, None, "cpu")[0])

@@ -48,7 +48,7 @@ option_passthrough=true   # options run.sh does not declare go to avsr.sh (passt
 extra_args=("${passthrough_args[@]}" "$@")   # unknown options, then everything after "--"
 
 # The experiment list, one model per line: name:config:init[:teacher]
-#   init "-" = from scratch, an audio-only model = map its weights (init_from_asr),
+#   init "-" = from scratch, an audio-only model = map its weights (init_avsr),
 #   "A0+V0" = that plus the video branch of the lip reader V0 (encoder: video_conformer),
 #   an AV model = start from its checkpoint; teacher = frozen MDA-KD teacher.
 preset_args=()       # avsr.sh options a preset sets (before the user's, which win)

@@ -1,7 +1,7 @@
-"""One exception type for bad input found by data preparation.
+"""One exception type for bad input files, shared by data prep, scoring and reporting.
 
-Every message names the offending file so users can fix their corpus rather than
-read a stack trace.
+Every message names the offending file so users can fix their inputs rather than read a
+stack trace.
 """
 from pathlib import Path
 from typing import Union

@@ -26,11 +26,13 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
-from espnet_avsr.data.missing_video import utterance_rng
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_write_json, atomic_write_text, atomic_write_wav, wav_is_complete
-from espnet_avsr.dataprep.kaldi_dir import read_kv, write_kv
+from espnet_avsr.common.seeding import utterance_rng
+from espnet_avsr.common import levels
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_write_json, atomic_write_text, atomic_write_wav, wav_is_complete
+from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ def measure_snr(speech: np.ndarray, noise: np.ndarray, sample_rate: int = 16000)
         return float("-inf")
     if pn <= 0:
         return float("inf")
-    return float(10.0 * np.log10(ps / pn))
+    return float(levels.snr_db(ps, pn))
 
 
 @dataclass
@@ -134,7 +136,7 @@ def mix_at_snr(
         return speech.copy(), np.zeros_like(speech), MixInfo(snr_db, float("nan"), 0.0, 1.0, silent=True)
     if pn <= 0.0:
         raise ValueError("the noise segment is silent; cannot reach a finite SNR")
-    gain = float(np.sqrt(ps / (pn * 10.0 ** (snr_db / 10.0))))
+    gain = levels.noise_gain(ps, pn, snr_db)
     scaled = gain * noise
     mix = speech + scaled
     peak = float(np.max(np.abs(mix))) if len(mix) else 0.0
@@ -345,14 +347,7 @@ def mix_dump_dir(data_dir: PathLike, out_dir: PathLike, cfg: MixConfig, progress
     new_scp: Dict[str, str] = {}
     counts = {"mixed": 0, "resumed": 0, "silent": 0, "clip_rescaled": 0}
     utts = sorted(wav_scp)
-    iterator = utts
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            iterator = tqdm(utts, desc=f"mix {cfg.noise} {cfg.snr:g} dB", unit="utt", mininterval=5)
-        except ImportError:  # pragma: no cover
-            pass
+    iterator = tqdm(utts, desc=f"mix {cfg.noise} {cfg.snr:g} dB", unit="utt", mininterval=5) if progress else utts
     with open(partial, "a", encoding="utf-8") as plog:
         for utt in iterator:
             out_wav = wav_dir / f"{_safe_name(utt)}.wav"

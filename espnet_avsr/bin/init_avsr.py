@@ -1,6 +1,7 @@
-"""Initialise an AV model from an audio-only ESPnet ASR model (A0): write init.pth.
+"""Initialise an AV model from trained parts: the audio side from an ESPnet ASR model (A0), and
+optionally the video branch from a lip reader (V0); write init.pth.
 
-    python -m espnet_avsr.bin.init_from_asr --asr_model_file exp/asr_a0/valid.acc.ave.pth \
+    python -m espnet_avsr.bin.init_avsr --asr_model_file exp/asr_a0/valid.acc.ave.pth \
         --asr_train_config exp/asr_a0/config.yaml --avsr_config conf/train_avsr.yaml \
         --out exp/avsr_init/init.pth
     python -m espnet_avsr.bin.avsr_train ... --init_param exp/avsr_init/init.pth
@@ -25,6 +26,8 @@ from typing import Optional, Sequence
 import torch
 import yaml
 
+from espnet_avsr.common.checkpoint import load_state_file
+from espnet_avsr.common.cli import add_log_level, run_cli
 from espnet_avsr.models.asr_init import MappingReport, map_asr_to_avsr, map_vsr_to_avsr
 from espnet_avsr.tasks.avsr import AVSRTask
 
@@ -49,7 +52,7 @@ def _report_lines(title: str, rep: MappingReport) -> list:
     return lines
 
 
-def init_from_asr(asr_model_file: str, avsr_config: str, out: str, asr_train_config: Optional[str] = None,
+def init_avsr(asr_model_file: str, avsr_config: str, out: str, asr_train_config: Optional[str] = None,
                   token_list: Optional[str] = None, vsr_model_file: Optional[str] = None):
     """Write the mapped state dict to ``out``; returns the MappingReport of A0 (V0 merged in)."""
     asr_conf = {}
@@ -58,9 +61,9 @@ def init_from_asr(asr_model_file: str, avsr_config: str, out: str, asr_train_con
             asr_conf = yaml.safe_load(f) or {}
     tokens = token_list or asr_conf.get("token_list")
     if tokens is None:
-        raise ValueError("init_from_asr: give --token_list or --asr_train_config (with token_list)")
+        raise ValueError("init_avsr: give --token_list or --asr_train_config (with token_list)")
     model = build_avsr_model(avsr_config, tokens, asr_conf.get("normalize_conf"))
-    asr_state = torch.load(asr_model_file, map_location="cpu")
+    asr_state = load_state_file(asr_model_file)
     enc = model.encoder
     avsr_state = model.state_dict()
     mapped, rep = map_asr_to_avsr(asr_state, avsr_state, enc.num_fusion_blocks, enc.num_shared_blocks)
@@ -68,7 +71,7 @@ def init_from_asr(asr_model_file: str, avsr_config: str, out: str, asr_train_con
         raise ValueError(f"{asr_model_file}: no parameter could be mapped onto {avsr_config}")
     lines = _report_lines(f"A0 {asr_model_file}", rep)
     if vsr_model_file:
-        vsr_state = torch.load(vsr_model_file, map_location="cpu")
+        vsr_state = load_state_file(vsr_model_file)
         vmapped, vrep = map_vsr_to_avsr(vsr_state, avsr_state, enc.num_fusion_blocks)
         if vrep.shape_mismatch or not any(k.startswith("video_frontend.") for k in vmapped):
             # half a video branch would be worse than a fresh one
@@ -101,13 +104,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--token_list", default=None, help="overrides the A0 config's token list")
     p.add_argument("--vsr_model_file", default=None, help="a lip reader V0 (encoder: video_conformer) for the video branch")
     p.add_argument("--out", required=True)
+    add_log_level(p)
     return p
 
 
+def _body(a: argparse.Namespace) -> None:
+    init_avsr(a.asr_model_file, a.avsr_config, a.out, a.asr_train_config, a.token_list, a.vsr_model_file)
+
+
 def main(cmd: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s: %(message)s")
-    a = get_parser().parse_args(cmd)
-    init_from_asr(a.asr_model_file, a.avsr_config, a.out, a.asr_train_config, a.token_list, a.vsr_model_file)
+    run_cli(get_parser(), _body, None if cmd is None else list(cmd))
 
 
 if __name__ == "__main__":

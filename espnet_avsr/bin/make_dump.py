@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Per-utterance 16 kHz wav dump (segments cut, speed applied) + utt2num_samples, with ROIs attached.
+"""The dump training and decoding read: per-utterance 16 kHz wavs (segments cut, speed applied),
+utt2num_samples, the ROI scp and, for utterances without lips, the shared no-video marker.
 
 Writes OUT/wav/<utt>.wav and, in --scp_dir (default OUT), wav.scp, utt2num_samples,
 text, utt2spk, spk2utt, [roi.scp, roi_detect_ratio] and dump_report.json.
@@ -7,8 +8,8 @@ text, utt2spk, spk2utt, [roi.scp, roi_detect_ratio] and dump_report.json.
 import argparse
 from typing import List, Optional
 
-from espnet_avsr.dataprep.cli_utils import add_log_level, run_cli
-from espnet_avsr.dataprep.dump import NO_ROI_POLICIES, dump_audio
+from espnet_avsr.common.cli import add_log_level, run_cli
+from espnet_avsr.dataprep.dump import NO_ROI_POLICIES, make_dump
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _body(a: argparse.Namespace) -> int:
-    dump_audio(a.data, a.out, a.roi_scp, a.roi_detect_ratio, a.scp_dir, a.keep_audio_only, a.no_roi)
+    make_dump(a.data, a.out, a.roi_scp, a.roi_detect_ratio, a.scp_dir, a.keep_audio_only, a.no_roi)
     return 0
 
 

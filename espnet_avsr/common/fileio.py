@@ -1,12 +1,14 @@
 """Atomic writes: a killed job leaves either the old file or the complete new one.
 
-Outputs are written to a temporary name in the same directory and renamed into
-place, so resumable stages can trust that any file under its final name is whole.
+Outputs are written to a hidden temporary name in the same directory and renamed into
+place, so resumable stages (data prep, the corpus generator) can trust that any file
+under its final name is whole. The one home of that mechanism.
 """
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 import soundfile as sf
@@ -18,13 +20,24 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write text (UTF-8) atomically."""
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
 
 
 def atomic_write_json(path: PathLike, obj: Any) -> None:
@@ -34,12 +47,8 @@ def atomic_write_json(path: PathLike, obj: Any) -> None:
 
 def atomic_save_npy(path: PathLike, array: np.ndarray) -> None:
     """Save one array as .npy atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 def atomic_write_wav(path: PathLike, data: np.ndarray, rate: int, subtype: str = "PCM_16") -> int:
@@ -47,15 +56,12 @@ def atomic_write_wav(path: PathLike, data: np.ndarray, rate: int, subtype: str =
 
     Returns the number of clipped samples so callers can report them.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     n_clipped = 0
     if np.issubdtype(data.dtype, np.floating):
         n_clipped = int(np.count_nonzero(np.abs(data) > 1.0))
         data = np.clip(data, -1.0, 1.0)
-    tmp = _tmp_name(path)
-    sf.write(str(tmp), data, rate, subtype=subtype, format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data, rate, subtype=subtype, format="WAV")
     return n_clipped
 
 

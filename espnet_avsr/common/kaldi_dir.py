@@ -12,8 +12,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
-from espnet_avsr.dataprep.errors import DataPrepError
-from espnet_avsr.dataprep.fileio import atomic_write_text
+from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.fileio import atomic_write_text
 
 PathLike = Union[str, Path]
 

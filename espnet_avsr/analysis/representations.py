@@ -1,7 +1,9 @@
 """Utterance-level encoder representations of an ASR and an AVSR model on the same data.
 
-Glue for ``rep_similarity``: load both models through their ESPnet tasks, run their
-encoders batch by batch, take named layers and mean-pool them over valid frames.
+Runs models, so it lives beside them and not in ``eval/`` (which only reads decode
+outputs): load both models through their ESPnet tasks, run their encoders batch by batch,
+take named layers and mean-pool them over valid frames. ``eval/similarity.py`` turns the
+pooled arrays into matrices, CKA and plots.
 
 Layer names:
   ESPnet ASR model  ``output`` (encoder output after the final norm) or ``encoders.<i>``
@@ -15,13 +17,16 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from espnet_avsr.data.missing_video import simulate_missing
 from espnet_avsr.eval.bias import pooled_mean
+from espnet_avsr.eval.similarity import PooledRepresentations
+from espnet_avsr.tasks.avsr import AVSRTask
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +34,12 @@ OUTPUT = "output"
 TASKS = ("asr", "avsr")
 
 
-def parse_layer_pairs(specs: Sequence[str]) -> List[Tuple[str, str]]:
-    """``["encoders.5:shared.2", "output"]`` -> ``[("encoders.5", "shared.2"), ("output", "output")]``."""
-    pairs = []
-    for spec in specs:
-        if spec.count(":") > 1:
-            raise ValueError(f"layer pair {spec!r} must be ASR_LAYER:AVSR_LAYER")
-        a, _, b = spec.partition(":")
-        a, b = a.strip(), (b.strip() or a.strip())
-        if not a:
-            raise ValueError(f"empty layer name in {spec!r}")
-        pairs.append((a, b))
-    return pairs
-
-
 def load_model(task: str, train_config: Optional[str], model_file: Optional[str], device: str = "cpu"):
     """Build a trained model from its ESPnet config + checkpoint: (model, train_args)."""
     if task == "asr":
         from espnet2.tasks.asr import ASRTask as Task
     elif task == "avsr":
-        try:
-            from espnet_avsr.tasks.avsr import AVSRTask as Task
-        except ImportError as e:
-            raise ImportError(f"the AVSR task is not available ({e}); use --avsr_task asr to compare two ASR models") from e
+        Task = AVSRTask
     else:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
     model, train_args = Task.build_model_from_file(train_config, model_file, device)
@@ -64,8 +52,6 @@ def task_class(task: str):
         from espnet2.tasks.asr import ASRTask
 
         return ASRTask
-    from espnet_avsr.tasks.avsr import AVSRTask
-
     return AVSRTask
 
 
@@ -171,8 +157,6 @@ def avsr_layer_outputs(
 
 def simulate_batch_missing(video: torch.Tensor, video_lengths: torch.Tensor, keys: Sequence[str], rate: float, pattern: str, fill: str, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Test-time missing frames per utterance (same protocol as decoding); padding stays present."""
-    from espnet_avsr.data.missing_video import simulate_missing
-
     video = video.clone()
     missing = torch.zeros(video.shape[:2], dtype=torch.bool, device=video.device)
     for b, key in enumerate(keys):
@@ -181,19 +165,6 @@ def simulate_batch_missing(video: torch.Tensor, video_lengths: torch.Tensor, key
         video[b, :n] = filled
         missing[b, :n] = torch.as_tensor(mask, device=video.device)
     return video, missing
-
-
-@dataclass
-class PooledRepresentations:
-    """Mean-pooled ``(N, D)`` representations per layer, rows in ``keys`` order."""
-
-    keys: List[str] = field(default_factory=list)
-    asr: Dict[str, List[np.ndarray]] = field(default_factory=dict)
-    avsr: Dict[str, List[np.ndarray]] = field(default_factory=dict)
-
-    def stacked(self, side: str) -> Dict[str, np.ndarray]:
-        d = self.asr if side == "asr" else self.avsr
-        return {k: np.concatenate(v, axis=0) for k, v in d.items()}
 
 
 @dataclass
@@ -254,65 +225,3 @@ def collect_pooled(
     return rep
 
 
-SIMILARITY_JSON = "rep_similarity.json"
-
-
-def _fname(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def write_similarity(
-    rep: PooledRepresentations,
-    pairs: Sequence[Tuple[str, str]],
-    out_dir,
-    meta: Optional[dict] = None,
-    plot_samples: int = 16,
-) -> dict:
-    """Cosine matrices (npy + PNG), CKA per pair and across all layers (json), pooled arrays."""
-    from pathlib import Path
-
-    from espnet_avsr.dataprep.fileio import atomic_save_npy, atomic_write_json, atomic_write_text
-    from espnet_avsr.eval.bias import cka_matrix, cosine_matrix, diagonal_contrast, linear_cka
-    from espnet_avsr.eval.plots import heatmap
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    asr, avsr = rep.stacked("asr"), rep.stacked("avsr")
-    atomic_write_text(out / "keys.txt", "".join(k + "\n" for k in rep.keys))
-    for side, d in (("asr", asr), ("avsr", avsr)):
-        for name, arr in d.items():
-            atomic_save_npy(out / f"pooled_{side}_{_fname(name)}.npy", arr.astype(np.float32))
-    records = []
-    for a_name, v_name in pairs:
-        x, y = asr[a_name], avsr[v_name]
-        rec = {"asr_layer": a_name, "avsr_layer": v_name, "cka": linear_cka(x, y) if len(rep.keys) > 1 else None}
-        if x.shape[1] == y.shape[1]:
-            sim = cosine_matrix(x, y)
-            stem = f"cosine_{_fname(a_name)}__{_fname(v_name)}"
-            atomic_save_npy(out / f"{stem}.npy", sim.astype(np.float32))
-            k = min(plot_samples, sim.shape[0])
-            heatmap(sim[:k, :k], out / f"{stem}.png", title=f"cos(ASR {a_name}, AVSR {v_name})", xlabel="AVSR sample index", ylabel="ASR sample index")
-            rec.update(
-                cosine_file=f"{stem}.npy",
-                cosine_png=f"{stem}.png",
-                diag_mean=float(np.mean(np.diag(sim))),
-                diag_contrast=diagonal_contrast(sim) if sim.shape[0] > 1 else None,
-            )
-        else:
-            log.warning("%s (%d dims) vs %s (%d dims): no cosine matrix, CKA only", a_name, x.shape[1], v_name, y.shape[1])
-        records.append(rec)
-    a_layers, v_layers = list(asr), list(avsr)
-    result = {
-        "num_samples": len(rep.keys),
-        "pairs": records,
-        "asr_layers": a_layers,
-        "avsr_layers": v_layers,
-        "cka_matrix": cka_matrix([asr[n] for n in a_layers], [avsr[n] for n in v_layers]).tolist() if len(rep.keys) > 1 else None,
-        "meta": dict(meta or {}),
-    }
-    if result["cka_matrix"] is not None and (len(a_layers) > 1 or len(v_layers) > 1):
-        heatmap(np.array(result["cka_matrix"]), out / "cka.png", title="linear CKA (ASR rows, AVSR columns)", vmin=0, vmax=1,
-                annotate=True, xticklabels=v_layers, yticklabels=a_layers)
-        result["cka_png"] = "cka.png"
-    atomic_write_json(out / SIMILARITY_JSON, result)
-    return result

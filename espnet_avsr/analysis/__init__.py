@@ -1,0 +1,1 @@
+"""Analyses that run trained models (above ``tasks/``): what ``eval/`` may not do."""
