@@ -126,6 +126,7 @@ def test_calibrated_preset_and_user_overrides():
     (["--far_jpeg_quality", "300"], "--far_jpeg_quality"),
     (["--split_shares", "0.8,0.2"], "--split_shares"),
     (["--occlusion_rate", "1.5"], "--occlusion_rate"),
+    (["--sentence_pool", "-3"], "--sentence_pool"),
 ])
 def test_bad_calibration_options(tmp_path, extra, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -215,3 +216,29 @@ def test_babble_bank_voices_and_text_are_held_out(tmp_path):
     stamp = (out / "wav.scp").stat().st_mtime_ns
     make_babble_bank(tmp_path / "bank", seed=0, n_talkers=2, utts_per_talker=2)  # complete: kept
     assert (out / "wav.scp").stat().st_mtime_ns == stamp
+
+
+def test_sentence_pool_is_distinct_grammar_sentences_fixed_by_the_seed():
+    from espnet_avsr.corpus.session import sentence_pool
+
+    pool = sentence_pool(3, 40)
+    assert len(pool) == len(set(pool)) == 40
+    assert pool == sentence_pool(3, 40) and pool != sentence_pool(4, 40)
+    assert sentence_pool(3, 10) == pool[:10]  # a smaller pool is a prefix: same seed, same draws
+    chars = set(character_inventory())
+    assert all(set(c for c in s if "\u4e00" <= c <= "\u9fff") <= chars for s in pool)
+
+
+def test_closed_sentence_pool_corpus_uses_only_pool_sentences(tmp_path):
+    from espnet_avsr.corpus.session import sentence_pool
+
+    out = tmp_path / "c"
+    make_mini_misp(["--out", str(out), "--hours", "0.015", "--seed", "2", "--max_speakers", "2",
+                    "--sentence_pool", "6", "--double_sentence_prob", "0"] + TINY)
+    pool = set(sentence_pool(2, 6))
+    texts = [e["text"] for f in (out / "alignment").rglob("*.json")
+             for evs in json.loads(f.read_text("utf-8"))["speakers"].values()
+             for e in evs if e["kind"] == "speech"]
+    assert len(texts) >= 5 and set(texts) <= pool, set(texts) - pool
+    assert len(set(texts)) > 1
+    assert make_datasheet(out)["options"]["options"]["sentence_pool"] == 6

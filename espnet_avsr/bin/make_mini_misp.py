@@ -72,6 +72,7 @@ OPTION_PARSERS = {
     "babble_talkers": _int_range, "heldout_babble": _bool,
     "middle_snr_offset": lambda v, n: float(v), "missing_detection_rate": lambda v, n: float(v),
     "overlap_prob": lambda v, n: float(v), "double_sentence_prob": lambda v, n: float(v),
+    "sentence_pool": lambda v, n: int(v),
     "far_face_scale": lambda v, n: float(v), "far_blur": lambda v, n: float(v),
     "far_noise": lambda v, n: float(v), "head_motion": lambda v, n: float(v),
     "light_flicker": lambda v, n: float(v), "occlusion_rate": lambda v, n: float(v),
@@ -116,6 +117,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="babble/TV from voices no speaker has and off-grammar text (false)")
     p.add_argument("--double_sentence_prob", type=float, default=None,
                    help="chance an utterance is two sentences; 0 = single-sentence utterances (0.25)")
+    p.add_argument("--sentence_pool", type=int, default=None,
+                   help="a closed set of this many grammar sentences shared by all splits, so a "
+                        "minutes-long demo learns (0 = the open grammar, the benchmark's)")
     p.add_argument("--split_shares", default=None, help="train,dev,eval shares of the hours (0.8,0.1,0.1)")
     g = p.add_argument_group("lip difficulty")
     g.add_argument("--articulation", default=None, help="per-speaker mouth-opening scale LOW,HIGH (0.85,1.15)")

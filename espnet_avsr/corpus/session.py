@@ -7,9 +7,10 @@ not change the words or their timings.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.signal import lfilter
@@ -54,6 +55,9 @@ class GenOptions:
     heldout_babble: bool = False
     #: Chance that an utterance is two sentences (0 = single-sentence utterances).
     double_sentence_prob: float = 0.25
+    #: Size of a closed set of grammar sentences shared by every split (0 = the open
+    #: grammar). A closed set lets a minutes-long CPU demo learn; never for the benchmark.
+    sentence_pool: int = 0
     # lip difficulty
     articulation: Tuple[float, float] = (0.85, 1.15)  # per-speaker mouth-opening scale
     far_face_scale: float = 1.0  # face size in the far view (smaller = fewer mouth pixels)
@@ -126,6 +130,29 @@ def _noise_burst(rng: np.random.Generator) -> np.ndarray:
     return (0.4 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def sentence_pool(seed: int, size: int) -> Tuple[str, ...]:
+    """The closed sentence set of a corpus: ``size`` distinct grammar sentences drawn from
+    the corpus seed alone, so train, dev and eval share it."""
+    rng = np.random.default_rng([seed, 77])
+    pool: List[str] = []
+    seen = set()
+    while len(pool) < size:
+        s = make_sentence(rng)
+        if s not in seen:
+            seen.add(s)
+            pool.append(s)
+    return tuple(pool)
+
+
+def _sentence_drawer(spec: SessionSpec) -> Callable[[np.random.Generator], str]:
+    """The open grammar, or a uniform draw from the corpus's closed sentence pool."""
+    if spec.options.sentence_pool <= 0:
+        return make_sentence
+    pool = sentence_pool(spec.seed, spec.options.sentence_pool)
+    return lambda rng: pool[int(rng.integers(len(pool)))]
+
+
 def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Generator) -> List[Event]:
     """Turn-taking dialogue filling the session: utterances, fillers, noises, overlaps."""
     n_spk = len(spec.speakers)
@@ -160,9 +187,10 @@ def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Genera
             if kind == "filler":
                 sentence = str(rng.choice(FILLERS)) + str(rng.choice(["。", "？", ""]))
             else:
-                sentence = make_sentence(rng)
+                draw = _sentence_drawer(spec)
+                sentence = draw(rng)
                 if rng.random() < spec.options.double_sentence_prob:
-                    sentence += make_sentence(rng)
+                    sentence += draw(rng)
             tokens: List[Token] = to_pinyin(sentence)
             utt = synthesize(synth, voice, tokens, rng)
             wave, chars = utt.wave, utt.chars
