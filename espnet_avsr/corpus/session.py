@@ -153,6 +153,16 @@ def _sentence_drawer(spec: SessionSpec) -> Callable[[np.random.Generator], str]:
     return lambda rng: pool[int(rng.integers(len(pool)))]
 
 
+def _check_audible(pcm0: np.ndarray, events: Sequence["Event"], session: str, array: str) -> None:
+    """Every target utterance must be audible at the array's first microphone once the
+    session is scaled to int16; one event with a runaway gain once silenced the rest."""
+    for e in events:
+        if e.kind == "speech" and np.abs(pcm0[e.start:e.end]).max(initial=0) < 8:
+            raise RuntimeError(f"session {session}: the {array} array's utterance at "
+                               f"{e.start / SAMPLE_RATE:.2f}-{e.end / SAMPLE_RATE:.2f} s is "
+                               "silent after int16 scaling (a level out of range)")
+
+
 def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Generator) -> List[Event]:
     """Turn-taking dialogue filling the session: utterances, fillers, noises, overlaps."""
     n_spk = len(spec.speakers)
@@ -331,6 +341,7 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
         arrays["middle"] = (mid, speech_mid)
     for name, (sl, speech) in arrays.items():
         pcm, _ = rooms.to_int16(speech + noise_img[sl])
+        _check_audible(pcm[0], events, spec.session_id, name)
         for c in range(pcm.shape[0]):
             path = lay.far_wav(c) if name == "far" else lay.middle_wav(c)
             write_wav(path, pcm[c], SAMPLE_RATE)
