@@ -95,14 +95,14 @@ case "${preset}" in
         # (far audio the strong modality, small blurred far mouths that help a little), the
         # paper's model list and the dropout study, two seeds, dev + eval decodes, babble from
         # held-out talkers at 5/0/-5 dB, and the claims table with session-level intervals.
-        # Departures, stated: V0 pre-trains the video branch (A0+V0 inits), DS front-end.
-        : "${nj:=2}" "${ngpu:=0}" "${hours:=1.2}" "${frontend:=ds}"
+        # Departures, stated: V0 pre-trains the video branch (A0+V0 inits) and its front-end
+        # stays frozen in the AV models (freeze_video_frontend, half the CPU step), DS front-end.
+        : "${nj:=2}" "${ngpu:=0}" "${hours:=2.4}" "${frontend:=ds}"
         corpus_preset=calibrated
         : "${test_snrs:=5 0 -5}"
         dropout_study=true
         preset_args=(--seeds "0 1" --test_sets "dev_far eval_far" --noise_test_sets eval_far
-                     --dropout_study_config conf/paper/train_avsr.yaml --dropout_study_init A0+V0
-                     --corpus_args "--split_shares 0.65,0.13,0.22")
+                     --dropout_study_config conf/paper/train_avsr.yaml --dropout_study_init A0+V0)
         : "${models:="
             A0:conf/train_asr.yaml:-
             V0:conf/train_vsr.yaml:-
