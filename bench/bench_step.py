@@ -178,7 +178,9 @@ def main(cmd=None) -> dict:
     p.add_argument("--vsr_config", default=None, help="lip-reader config (default: conf/train_vsr.yaml)")
     p.add_argument("--kd_config", default=None, help="MDA-KD config (default: conf/train_avsr_kd.yaml)")
     p.add_argument("--gpu_configs", action="store_true", help="default to the paper-size conf/tuning/*_gpu.yaml")
-    p.add_argument("--models", nargs="+", default=["av", "asr", "vsr", "kd"], choices=["av", "asr", "vsr", "kd"])
+    p.add_argument("--models", nargs="+", default=["av", "asr", "vsr", "kd"], choices=["av", "av_frozen", "asr", "vsr", "kd"],
+                   help="av_frozen: the AV model with its visual front-end frozen (model_conf "
+                        "freeze_video_frontend, the CPU economy of conf/paper)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -203,6 +205,7 @@ def main(cmd=None) -> dict:
 
     paths = {
         "av": conf(a.config, "train_avsr.yaml", "train_avsr_conformer_gpu.yaml"),
+        "av_frozen": conf(a.config, "train_avsr.yaml", "train_avsr_conformer_gpu.yaml"),
         "asr": conf(a.asr_config, "train_asr.yaml", "train_asr_conformer_gpu.yaml"),
         "vsr": conf(a.vsr_config, "train_vsr.yaml", "train_vsr_gpu.yaml"),
         "kd": conf(a.kd_config, "train_avsr_kd.yaml", "train_avsr_kd_gpu.yaml"),
@@ -218,6 +221,10 @@ def main(cmd=None) -> dict:
                 models[name], margs[name] = build(ASRTask, paths[name], tokens)
             elif name == "kd":
                 models[name], margs[name] = build_kd(paths[name], tokens, Path(d))
+            elif name == "av_frozen":
+                models[name], margs[name] = build(AVSRTask, paths[name], tokens,
+                                                  ["--model_conf", "freeze_video_frontend=true"])
+                assert models[name].freeze_video_frontend
             else:
                 models[name], margs[name] = build(AVSRTask, paths[name], tokens)
             models[name].to(a.device)

@@ -52,6 +52,31 @@ def test_utterance_gains_reach_each_target_against_noise_and_other_talkers():
     assert abs(10 * np.log10(np.mean(own ** 2) / np.mean(rest ** 2)) - got[1]) < 0.01
 
 
+def test_infeasible_overlapping_targets_stay_bounded():
+    """Two talkers over each other cannot both be 15-20 dB above the other: the gains stop
+    6 dB above what the noise alone calls for instead of growing without end (which once
+    made one event fill the int16 range and silenced the rest of the session)."""
+    rng = np.random.default_rng(2)
+    n = 40000
+    spans = [(1000, 11000), (1500, 11500), (20000, 30000)]  # 0 and 1 overlap almost wholly
+    images = _images(rng, spans, n, tail=0)
+    noise = rng.standard_normal(n).astype(np.float32) * 0.1
+    targets = {0: 15.0, 1: 20.0, 2: 10.0}
+    gains = rooms.utterance_gains(images, spans, noise, targets, n)
+    alone = [np.sqrt(np.mean(noise[a:b].astype(np.float64) ** 2) * 10 ** (targets[i] / 10)
+                     / np.mean(images[i][1][0, : b - a].astype(np.float64) ** 2))
+             for i, (a, b) in enumerate(spans)]
+    assert all(np.isfinite(gains))
+    for g, g0 in zip(gains, alone):
+        assert g0 * 0.99 <= g <= g0 * 10 ** (6 / 20) * 1.001, (g, g0)
+    got = rooms.utterance_snrs(images, gains, spans, noise, 0, n)
+    assert abs(got[2] - 10.0) < 0.2  # the lone utterance still reaches its target
+    assert got[0] < 15.0 and got[1] < 20.0  # the overlapped pair reports what it reached
+    pcm, _ = rooms.to_int16(sum(g * np.pad(x[0], (a, n - a - x.shape[1]))[:n]
+                                for (a, x), g in zip(images, gains)) + noise)
+    assert np.abs(pcm[20000:30000]).max() > 1000  # the third event is not rounded to silence
+
+
 def test_untargeted_events_take_the_median_gain():
     rng = np.random.default_rng(1)
     n = 20000
@@ -126,6 +151,7 @@ def test_calibrated_preset_and_user_overrides():
     (["--far_jpeg_quality", "300"], "--far_jpeg_quality"),
     (["--split_shares", "0.8,0.2"], "--split_shares"),
     (["--occlusion_rate", "1.5"], "--occlusion_rate"),
+    (["--sentence_pool", "-3"], "--sentence_pool"),
 ])
 def test_bad_calibration_options(tmp_path, extra, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -215,3 +241,51 @@ def test_babble_bank_voices_and_text_are_held_out(tmp_path):
     stamp = (out / "wav.scp").stat().st_mtime_ns
     make_babble_bank(tmp_path / "bank", seed=0, n_talkers=2, utts_per_talker=2)  # complete: kept
     assert (out / "wav.scp").stat().st_mtime_ns == stamp
+
+
+def test_sentence_pool_is_distinct_grammar_sentences_fixed_by_the_seed():
+    from espnet_avsr.corpus.session import sentence_pool
+
+    pool = sentence_pool(3, 40)
+    assert len(pool) == len(set(pool)) == 40
+    assert pool == sentence_pool(3, 40) and pool != sentence_pool(4, 40)
+    assert sentence_pool(3, 10) == pool[:10]  # a smaller pool is a prefix: same seed, same draws
+    chars = set(character_inventory())
+    assert all(set(c for c in s if "\u4e00" <= c <= "\u9fff") <= chars for s in pool)
+
+
+def test_closed_sentence_pool_corpus_uses_only_pool_sentences(tmp_path):
+    from espnet_avsr.corpus.session import sentence_pool
+
+    out = tmp_path / "c"
+    make_mini_misp(["--out", str(out), "--hours", "0.015", "--seed", "2", "--max_speakers", "2",
+                    "--sentence_pool", "6", "--double_sentence_prob", "0"] + TINY)
+    pool = set(sentence_pool(2, 6))
+    texts = [e["text"] for f in (out / "alignment").rglob("*.json")
+             for evs in json.loads(f.read_text("utf-8"))["speakers"].values()
+             for e in evs if e["kind"] == "speech"]
+    assert len(texts) >= 5 and set(texts) <= pool, set(texts) - pool
+    assert len(set(texts)) > 1
+    assert make_datasheet(out)["options"]["options"]["sentence_pool"] == 6
+
+
+def test_overlapping_high_target_snrs_leave_every_utterance_audible(tmp_path):
+    """Regression: with overlaps and high per-utterance targets the far arrays used to be
+    digital silence outside one runaway event (15-35 % of dumped utterances all zeros)."""
+    import soundfile as sf
+
+    out = tmp_path / "c"
+    make_mini_misp(["--out", str(out), "--hours", "0.015", "--seed", "4", "--max_speakers", "3",
+                    "--target_snr_db", "15,20", "--overlap_prob", "0.9"] + TINY)
+    checked = 0
+    for f in (out / "alignment").rglob("*.json"):
+        align = json.loads(f.read_text("utf-8"))
+        wav = next((out / "audio").rglob(f"{align['session']}_Far_0.wav"))
+        x, sr = sf.read(wav, dtype="int16")
+        for evs in align["speakers"].values():
+            for e in evs:
+                if e["kind"] == "speech":
+                    seg = x[int(e["start"] * sr):int(e["end"] * sr)]
+                    assert np.abs(seg).max() > 100, (wav.name, e["start"], e["text"])
+                    checked += 1
+    assert checked >= 5

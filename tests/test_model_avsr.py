@@ -274,3 +274,22 @@ def test_audio_dropout_makes_the_output_depend_on_video_only():
     torch.manual_seed(0)
     e2, _ = m.encode(b["speech"] * 3 + 0.5, b["speech_lengths"], b["video"], b["video_lengths"])
     torch.testing.assert_close(e1, e2)
+
+
+def test_frozen_video_frontend_keeps_weights_and_statistics_and_trains_the_rest():
+    m = model(freeze_video_frontend=True).train()
+    assert not m.video_frontend.training and m.encoder.training  # train() keeps the front-end in eval
+    before = {k: v.clone() for k, v in m.video_frontend.state_dict().items()}
+    enc_before = m.encoder.cross_attention[0].attn_a2v.linear_q.weight.clone()
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+    loss, _, _ = m(**batch())
+    loss.backward()
+    assert all(p.grad is None for p in m.video_frontend.parameters())
+    opt.step()
+    for k, v in m.video_frontend.state_dict().items():  # weights and BN running stats alike
+        torch.testing.assert_close(v, before[k], msg=k)
+    assert not torch.equal(m.encoder.cross_attention[0].attn_a2v.linear_q.weight, enc_before)
+    # the unfrozen model's front-end does learn (the test above would pass if nothing trained)
+    m2 = model().train()
+    m2(**batch())[0].backward()
+    assert m2.video_frontend.stem[0].weight.grad.abs().sum() > 0

@@ -92,6 +92,22 @@ def header_only_wav(base, tmp):
     assert all(str(wav) in why for why in rep["dropped_utts"].values())
 
 
+def silent_segment(base, tmp):
+    """Digital silence where an utterance should be (a dead channel, a broken mix): dropped
+    and counted `silent_audio`, the reason names the wav and the span; the others are kept."""
+    root, data = prepared(base, tmp)
+    wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
+    x, sr = sf.read(str(wav), dtype="float32")
+    seg = {u: (float(a), float(b)) for u, _, a, b in
+           (line.split() for line in (data / "segments").read_text().splitlines())}
+    u, (a, b) = sorted(seg.items())[0]
+    x[int(a * sr):int(b * sr)] = 0.0
+    sf.write(str(wav), x, sr, subtype="PCM_16")
+    rep = make_dump(data, tmp / "raw")
+    assert rep["dropped"] == {"silent_audio": 1} and rep["num_utts"] == len(seg) - 1
+    assert str(wav) in rep["dropped_utts"][u] and f"{a:.2f}" in rep["dropped_utts"][u]
+
+
 def wrong_sample_rate(base, tmp):
     root, data = prepared(base, tmp)
     wav = Path(read_kv(data / "wav.scp")[f"{SESSION}_Far"])
@@ -268,7 +284,7 @@ def config_unknown_class(base, tmp):
 
 
 CASES: Dict[str, Callable] = {f.__name__: f for f in [
-    truncated_mp4, zero_byte_wav, header_only_wav, wrong_sample_rate, array_channel_gap, array_5_of_6_channels,
+    truncated_mp4, zero_byte_wav, header_only_wav, silent_segment, wrong_sample_rate, array_channel_gap, array_5_of_6_channels,
     array_channel_lengths_differ, textgrid_overlapping, textgrid_reversed, textgrid_gbk, textgrid_latin1,
     detection_no_frames, detection_nan_boxes, detection_outside_image, video_shorter_than_textgrid,
     utt_in_text_not_in_video, empty_transcript, kaldi_text_non_utf8, config_unknown_key,

@@ -23,15 +23,16 @@ PRESETS = {
     "demo": {"far_size": "1280x720", "middle_size": "640x360", "session_seconds": 90.0},
     "tiny": {"far_size": "640x360", "middle_size": "640x360", "session_seconds": 15.0},
     # MISP's regime (SPEC.md section 4): far audio the strong modality, small blurred far
-    # mouths that help only a little; chosen by the calibration sweep in RESULTS.md.
+    # mouths that help only a little. Calibration point 3 of RESULTS.md (provisional until
+    # its A0/V0/AV0 numbers are in).
     "calibrated": {
-        "far_size": "960x540", "middle_size": "320x180", "session_seconds": 45.0,
-        "speakers_per_hour": 20, "far_downscale": 2,
-        "target_snr_db": "6,16", "rt60": "0.2,0.5", "overlap_prob": 0.05,
+        "far_size": "640x360", "middle_size": "320x180", "session_seconds": 45.0,
+        "speakers_per_hour": 20, "split_shares": "0.8,0.07,0.13",
+        "target_snr_db": "5,20", "rt60": "0.2,0.5", "overlap_prob": 0.05,
         "babble_talkers": "1,3", "heldout_babble": "true", "double_sentence_prob": 0.0,
-        "split_shares": "0.7,0.15,0.15", "articulation": "0.6,1.1", "far_face_scale": 0.55,
-        "far_blur": 1.2, "far_noise": 3.0, "far_jpeg_quality": 40, "head_motion": 1.5,
-        "light_flicker": 0.15, "occlusion_rate": 0.05,
+        "far_face_scale": 1.05, "far_downscale": 2, "far_blur": 1.0, "far_noise": 2.0,
+        "far_jpeg_quality": 50, "articulation": "0.7,1.1", "head_motion": 1.3,
+        "light_flicker": 0.1, "occlusion_rate": 0.03,
     },
 }
 
@@ -72,6 +73,7 @@ OPTION_PARSERS = {
     "babble_talkers": _int_range, "heldout_babble": _bool,
     "middle_snr_offset": lambda v, n: float(v), "missing_detection_rate": lambda v, n: float(v),
     "overlap_prob": lambda v, n: float(v), "double_sentence_prob": lambda v, n: float(v),
+    "sentence_pool": lambda v, n: int(v),
     "far_face_scale": lambda v, n: float(v), "far_blur": lambda v, n: float(v),
     "far_noise": lambda v, n: float(v), "head_motion": lambda v, n: float(v),
     "light_flicker": lambda v, n: float(v), "occlusion_rate": lambda v, n: float(v),
@@ -116,6 +118,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="babble/TV from voices no speaker has and off-grammar text (false)")
     p.add_argument("--double_sentence_prob", type=float, default=None,
                    help="chance an utterance is two sentences; 0 = single-sentence utterances (0.25)")
+    p.add_argument("--sentence_pool", type=int, default=None,
+                   help="a closed set of this many grammar sentences shared by all splits, so a "
+                        "minutes-long demo learns (0 = the open grammar, the benchmark's)")
     p.add_argument("--split_shares", default=None, help="train,dev,eval shares of the hours (0.8,0.1,0.1)")
     g = p.add_argument_group("lip difficulty")
     g.add_argument("--articulation", default=None, help="per-speaker mouth-opening scale LOW,HIGH (0.85,1.15)")

@@ -127,6 +127,6 @@ def format_datasheet(sheet: Dict) -> str:
     if o:
         keys = ("snr_db", "target_snr_db", "rt60", "overlap_prob", "babble_talkers", "heldout_babble",
                 "far_size", "far_face_scale", "far_downscale", "far_blur", "far_noise", "far_jpeg_quality", "articulation",
-                "head_motion", "light_flicker", "occlusion_rate", "missing_detection_rate")
+                "head_motion", "light_flicker", "occlusion_rate", "missing_detection_rate", "sentence_pool")
         lines.append("Generation options: " + ", ".join(f"{k}={o[k]}" for k in keys if k in o))
     return "\n".join(lines)

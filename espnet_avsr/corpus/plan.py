@@ -67,6 +67,7 @@ class CorpusConfig:
              f"--target_snr_db low > high: {o.target_snr_db}"),
             (0 <= o.babble_talkers[0] <= o.babble_talkers[1] <= 8,
              f"--babble_talkers must be 0 <= low <= high <= 8, got {o.babble_talkers}"),
+            (o.sentence_pool >= 0, f"--sentence_pool must be >= 0, got {o.sentence_pool}"),
             (0 <= o.double_sentence_prob <= 1,
              f"--double_sentence_prob must be in [0, 1], got {o.double_sentence_prob}"),
             (0 < o.articulation[0] <= o.articulation[1] <= 2,

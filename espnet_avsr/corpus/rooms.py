@@ -167,15 +167,30 @@ def utterance_snrs(images: Sequence[Optional[Image]], gains: Sequence[float],
 
 def utterance_gains(images: Sequence[Optional[Image]], spans: Sequence[Tuple[int, int]],
                     noise0: np.ndarray, targets: Dict[int, float], n: int,
-                    max_iterations: int = 40, tol_db: float = 0.01) -> List[float]:
+                    max_iterations: int = 40, tol_db: float = 0.01,
+                    max_boost_db: float = 6.0) -> List[float]:
     """Per-event gains so that event ``i`` in ``targets`` sits at ``targets[i]`` dB at mic 0
-    against everything else there (other talkers included, so fixed-point passes until no gain moves by ``tol_db``).
-    Events not in ``targets`` (fillers, coughs) take the median gain of the targeted ones.
-    Overlapping utterances with high targets can be infeasible together; the passes then
-    give a compromise, and :func:`utterance_snrs` reports what was reached."""
+    against everything else there (noise, other talkers, earlier reverberation tails):
+    fixed-point passes until no gain moves by ``tol_db``.
+
+    Two utterances that overlap with high targets cannot both be above each other: the
+    passes would raise both gains without end (they did, and one event then filled the
+    int16 range and the rest of the session rounded to silence). So each gain starts from
+    what the noise alone calls for and never rises more than ``max_boost_db`` above it; such
+    utterances end below their targets, and :func:`utterance_snrs` reports what was reached.
+    Events not in ``targets`` (fillers, coughs) take the median gain of the targeted ones."""
     gains = [1.0] * len(images)
     if not targets:
         return gains
+    noise = noise0.astype(np.float64)
+    ceiling = {}
+    for i, snr in targets.items():
+        start, x = images[i]
+        a, b = spans[i]
+        seg = x[0, a - start:b - start].astype(np.float64)
+        alone = float(np.sqrt(power(noise[a:a + len(seg)]) * 10 ** (snr / 10) / power(seg)))
+        gains[i] = alone
+        ceiling[i] = alone * 10 ** (max_boost_db / 20)
     for _ in range(max_iterations):
         total = _mic_total(images, gains, noise0, 0)
         new = list(gains)
@@ -184,7 +199,7 @@ def utterance_gains(images: Sequence[Optional[Image]], spans: Sequence[Tuple[int
             a, b = spans[i]
             seg = x[0, a - start:b - start].astype(np.float64)
             rest = total[a:a + len(seg)] - gains[i] * seg
-            new[i] = float(np.sqrt(power(rest) * 10 ** (snr / 10) / power(seg)))
+            new[i] = min(float(np.sqrt(power(rest) * 10 ** (snr / 10) / power(seg))), ceiling[i])
         med = float(np.median([new[i] for i in targets]))
         new = [new[i] if i in targets else (med if images[i] is not None else 1.0)
                for i in range(len(images))]

@@ -7,9 +7,10 @@ not change the words or their timings.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.signal import lfilter
@@ -55,6 +56,9 @@ class GenOptions:
     heldout_babble: bool = False
     #: Chance that an utterance is two sentences (0 = single-sentence utterances).
     double_sentence_prob: float = 0.25
+    #: Size of a closed set of grammar sentences shared by every split (0 = the open
+    #: grammar). A closed set lets a minutes-long CPU demo learn; never for the benchmark.
+    sentence_pool: int = 0
     # lip difficulty
     articulation: Tuple[float, float] = (0.85, 1.15)  # per-speaker mouth-opening scale
     far_face_scale: float = 1.0  # face size in the far view (smaller = fewer mouth pixels)
@@ -127,6 +131,39 @@ def _noise_burst(rng: np.random.Generator) -> np.ndarray:
     return (0.4 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def sentence_pool(seed: int, size: int) -> Tuple[str, ...]:
+    """The closed sentence set of a corpus: ``size`` distinct grammar sentences drawn from
+    the corpus seed alone, so train, dev and eval share it."""
+    rng = np.random.default_rng([seed, 77])
+    pool: List[str] = []
+    seen = set()
+    while len(pool) < size:
+        s = make_sentence(rng)
+        if s not in seen:
+            seen.add(s)
+            pool.append(s)
+    return tuple(pool)
+
+
+def _sentence_drawer(spec: SessionSpec) -> Callable[[np.random.Generator], str]:
+    """The open grammar, or a uniform draw from the corpus's closed sentence pool."""
+    if spec.options.sentence_pool <= 0:
+        return make_sentence
+    pool = sentence_pool(spec.seed, spec.options.sentence_pool)
+    return lambda rng: pool[int(rng.integers(len(pool)))]
+
+
+def _check_audible(pcm0: np.ndarray, events: Sequence["Event"], session: str, array: str) -> None:
+    """Every target utterance must be audible at the array's first microphone once the
+    session is scaled to int16; one event with a runaway gain once silenced the rest."""
+    for e in events:
+        if e.kind == "speech" and np.abs(pcm0[e.start:e.end]).max(initial=0) < 8:
+            raise RuntimeError(f"session {session}: the {array} array's utterance at "
+                               f"{e.start / SAMPLE_RATE:.2f}-{e.end / SAMPLE_RATE:.2f} s is "
+                               "silent after int16 scaling (a level out of range)")
+
+
 def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Generator) -> List[Event]:
     """Turn-taking dialogue filling the session: utterances, fillers, noises, overlaps."""
     n_spk = len(spec.speakers)
@@ -161,9 +198,10 @@ def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Genera
             if kind == "filler":
                 sentence = str(rng.choice(FILLERS)) + str(rng.choice(["。", "？", ""]))
             else:
-                sentence = make_sentence(rng)
+                draw = _sentence_drawer(spec)
+                sentence = draw(rng)
                 if rng.random() < spec.options.double_sentence_prob:
-                    sentence += make_sentence(rng)
+                    sentence += draw(rng)
             tokens: List[Token] = to_pinyin(sentence)
             utt = synthesize(synth, voice, tokens, rng)
             wave, chars = utt.wave, utt.chars
@@ -304,6 +342,7 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
         arrays["middle"] = (mid, speech_mid)
     for name, (sl, speech) in arrays.items():
         pcm, _ = rooms.to_int16(speech + noise_img[sl])
+        _check_audible(pcm[0], events, spec.session_id, name)
         for c in range(pcm.shape[0]):
             path = lay.far_wav(c) if name == "far" else lay.middle_wav(c)
             write_wav(path, pcm[c], SAMPLE_RATE)

@@ -140,9 +140,13 @@ def make_dump(
                 f = speed.get(u, 1.0)
                 target = out / "wav" / f"{u}.wav"
                 n_out = perturbed_length(n, f)
+                sfile.seek(s)
+                x = sfile.read(min(e, sfile.frames) - s, dtype="float32", always_2d=True)[:, 0]
+                if not np.any(x):  # digital silence: a dead channel or a broken mix, never speech
+                    drops["silent_audio"] += 1
+                    dropped[u] = f"all-zero audio in {path} at {s / SAMPLE_RATE:.2f}-{e / SAMPLE_RATE:.2f} s"
+                    continue
                 if not wav_is_complete(target, n_out):
-                    sfile.seek(s)
-                    x = sfile.read(min(e, sfile.frames) - s, dtype="float32", always_2d=True)[:, 0]
                     if len(x) < n:  # a few samples past the end: pad with zeros
                         x = np.pad(x, (0, n - len(x)))
                     y = change_speed(x, f)

@@ -21,6 +21,8 @@ takes a given draw (``audio_drop``) so the KD teacher can hear what the student 
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -80,6 +82,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         extract_feats_in_collect_stats: bool = True,
         video_dropout: Optional[Dict] = None,
         audio_dropout: float = 0.0,
+        freeze_video_frontend: bool = False,
     ):
         super().__init__(
             vocab_size=vocab_size,
@@ -110,6 +113,18 @@ class ESPnetAVSRModel(ESPnetASRModel):
         if not 0.0 <= float(audio_dropout) < 1.0:
             raise ValueError(f"audio_dropout must be in [0, 1), got {audio_dropout}")
         self.audio_dropout = float(audio_dropout)
+        # A trained lip reader's front-end kept fixed (a CPU economy, stated where used):
+        # no gradients, batch-norm statistics frozen, and no autograd graph in the forward.
+        self.freeze_video_frontend = bool(freeze_video_frontend)
+        if self.freeze_video_frontend:
+            for p in self.video_frontend.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ESPnetAVSRModel":
+        super().train(mode)
+        if self.freeze_video_frontend:
+            self.video_frontend.eval()
+        return self
 
     # ------------------------------------------------------------------ helpers
     def drop_video(self, video: torch.Tensor, video_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +209,8 @@ class ESPnetAVSRModel(ESPnetASRModel):
             feats = feats.masked_fill(audio_drop[:, None, None], 0.0)
         if video_missing is not None:
             video_missing = video_missing[:, : video.size(1)]
-        vfeats, vlens = self.video_frontend(video, video_lengths)
+        with torch.no_grad() if self.freeze_video_frontend else contextlib.nullcontext():
+            vfeats, vlens = self.video_frontend(video, video_lengths)
         enc, enc_lens, hidden = self.encoder(
             feats, feats_lengths, vfeats, vlens, video_missing=video_missing, return_hidden=return_hidden, utt_ids=utt_ids
         )
