@@ -277,7 +277,7 @@ def _body(args: argparse.Namespace) -> None:
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
-    run_cli(get_parser(), _body, None if cmd is None else list(cmd), errors=(PackError, FileNotFoundError))
+    run_cli(get_parser(), _body, None if cmd is None else list(cmd), errors=(PackError, FileNotFoundError), replace_handlers=False)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def _body(a: argparse.Namespace) -> None:
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
-    run_cli(get_parser(), _body, None if cmd is None else list(cmd))
+    run_cli(get_parser(), _body, None if cmd is None else list(cmd), replace_handlers=False)
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def _body(args: argparse.Namespace) -> None:
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    run_cli(get_parser(), _body, cmd, errors=(CorpusError, EspeakError), prog="make_mini_misp")
+    run_cli(get_parser(), _body, cmd, errors=(CorpusError, EspeakError), prog="make_mini_misp", replace_handlers=False)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def run_cli(
     cmd: Optional[List[str]] = None,
     errors: Tuple[Type[BaseException], ...] = (DataPrepError, ValueError),
     prog: Optional[str] = None,
+    replace_handlers: bool = True,
 ) -> Any:
     """Parse args, set up logging, run ``body`` and return what it returns (None -> 0).
 
@@ -36,10 +37,12 @@ def run_cli(
     process exits 1, except when ``cmd`` is given (a Python caller), which gets the
     exception. With ``prog`` it always exits with ``"<prog>: error: <message>"`` on stderr
     (argparse's own style), which is what Python callers of those tools check.
+    ``replace_handlers=False`` leaves a caller's logging handlers in place (the decoding,
+    packing, init and corpus tools log progress their Python callers read).
     """
     args = parser.parse_args(cmd)
     if hasattr(args, "log_level"):
-        logging.basicConfig(level=getattr(logging, args.log_level), format=LOG_FORMAT, force=True)
+        logging.basicConfig(level=getattr(logging, args.log_level), format=LOG_FORMAT, force=replace_handlers)
     try:
         result = body(args)
     except errors as e:
