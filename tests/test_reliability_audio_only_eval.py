@@ -16,10 +16,10 @@ import yaml
 
 from espnet_avsr.bin import make_dump as dump_cli
 from espnet_avsr.data.collate import AVCollateFn
-from espnet_avsr.dataprep.dump import make_dump
+from espnet_avsr.dataprep.dump import make_dump as dump_dir
 from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 from espnet_avsr.dataprep.validate import validate_dir
-from test_task_avsr import SENTS, TINY, TOKENS, make_dump
+from test_task_avsr import SENTS, TINY, TOKENS, make_dump as make_test_dump
 
 NO_FACE = 2  # index of the utterance the detector never found
 
@@ -36,7 +36,7 @@ def _one_thread():
 @pytest.fixture()
 def data(tmp_path) -> Path:
     """Kaldi dir (one recording per utterance) + a roi.scp that lacks utterance NO_FACE."""
-    d = make_dump(tmp_path)
+    d = make_test_dump(tmp_path)
     wavs, rois = read_kv(d / "wav.scp"), read_kv(d / "roi.scp")
     utts = sorted(wavs)
     src = tmp_path / "data"
@@ -56,7 +56,7 @@ def utt(i: int) -> str:
 def test_eval_dump_keeps_no_video_utterance_train_dump_drops_it(data):
     gone = utt(NO_FACE)
     train = data / "raw_train"
-    rep = make_dump(data / "data", train, roi_scp=data / "roi" / "roi.scp")
+    rep = dump_dir(data / "data", train, roi_scp=data / "roi" / "roi.scp")
     assert rep["dropped"] == {"no_roi": 1} and rep["dropped_utts"] == {gone: "no_roi"}
     assert rep["kept_without_roi"] == 0 and gone not in read_kv(train / "wav.scp")
 
@@ -76,7 +76,7 @@ def test_eval_dump_keeps_no_video_utterance_train_dump_drops_it(data):
     assert validate_dir(ev) == []  # audio-only users read wav.scp/text as before
 
     with pytest.raises(ValueError, match="keep_audio_only contradicts no_roi='mark'"):
-        make_dump(data / "data", data / "x", roi_scp=data / "roi" / "roi.scp", keep_audio_only=True, no_roi="mark")
+        dump_dir(data / "data", data / "x", roi_scp=data / "roi" / "roi.scp", keep_audio_only=True, no_roi="mark")
 
 
 def test_collate_turns_marker_into_fully_missing_video():
@@ -96,7 +96,7 @@ def test_validation_batch_with_marker_gives_finite_loss(data):
     from espnet_avsr.tasks.avsr import AVSRTask
 
     ev = data / "raw_eval"
-    make_dump(data / "data", ev, roi_scp=data / "roi" / "roi.scp", no_roi="mark")
+    dump_dir(data / "data", ev, roi_scp=data / "roi" / "roi.scp", no_roi="mark")
     args = argparse.Namespace(**{**copy.deepcopy(TINY), "token_list": list(TOKENS)})
     loader = AVSRTask.build_streaming_iterator(
         [(f"{ev}/wav.scp", "speech", "sound"), (f"{ev}/roi.scp", "video", "npy"), (f"{ev}/text", "text", "text")],
@@ -136,7 +136,7 @@ def decode(tmp: Path, dump: Path, cfg: Path, pth: Path, name: str, *extra: str) 
 
 def test_kept_utterance_decodes_as_fully_missing_video(data, caplog):
     ev = data / "raw_eval"
-    make_dump(data / "data", ev, roi_scp=data / "roi" / "roi.scp", no_roi="mark")
+    dump_dir(data / "data", ev, roi_scp=data / "roi" / "roi.scp", no_roi="mark")
     cfg, pth = write_model(data)
     with caplog.at_level(logging.INFO):
         av = decode(data, ev, cfg, pth, "dec_av")
