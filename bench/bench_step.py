@@ -205,11 +205,11 @@ def main(cmd=None) -> dict:
 
     paths = {
         "av": conf(a.config, "train_avsr.yaml", "train_avsr_conformer_gpu.yaml"),
-        "av_frozen": conf(a.config, "train_avsr.yaml", "train_avsr_conformer_gpu.yaml"),
         "asr": conf(a.asr_config, "train_asr.yaml", "train_asr_conformer_gpu.yaml"),
         "vsr": conf(a.vsr_config, "train_vsr.yaml", "train_vsr_gpu.yaml"),
         "kd": conf(a.kd_config, "train_avsr_kd.yaml", "train_avsr_kd_gpu.yaml"),
     }
+    paths["av_frozen"] = paths["av"]  # the same model, front-end frozen
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     batch = make_batch(a.batch_size, a.seconds, a.vocab_size, a.device, rng)

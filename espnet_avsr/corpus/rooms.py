@@ -182,24 +182,29 @@ def utterance_gains(images: Sequence[Optional[Image]], spans: Sequence[Tuple[int
     gains = [1.0] * len(images)
     if not targets:
         return gains
-    noise = noise0.astype(np.float64)
-    ceiling = {}
-    for i, snr in targets.items():
+    segs = {}
+    for i in targets:  # each target's own image at mic 0 over its span
         start, x = images[i]
         a, b = spans[i]
-        seg = x[0, a - start:b - start].astype(np.float64)
-        alone = float(np.sqrt(power(noise[a:a + len(seg)]) * 10 ** (snr / 10) / power(seg)))
-        gains[i] = alone
-        ceiling[i] = alone * 10 ** (max_boost_db / 20)
+        segs[i] = x[0, a - start:b - start].astype(np.float64)
+
+    def gain_against(i: int, background: np.ndarray) -> float:
+        """Gain putting event i at its target over ``background`` (mic 0, its span)."""
+        return float(np.sqrt(power(background) * 10 ** (targets[i] / 10) / power(segs[i])))
+
+    noise = noise0.astype(np.float64)
+    ceiling = {}
+    for i in targets:
+        a = spans[i][0]
+        gains[i] = gain_against(i, noise[a:a + len(segs[i])])
+        ceiling[i] = gains[i] * 10 ** (max_boost_db / 20)
     for _ in range(max_iterations):
         total = _mic_total(images, gains, noise0, 0)
         new = list(gains)
-        for i, snr in targets.items():
-            start, x = images[i]
-            a, b = spans[i]
-            seg = x[0, a - start:b - start].astype(np.float64)
-            rest = total[a:a + len(seg)] - gains[i] * seg
-            new[i] = min(float(np.sqrt(power(rest) * 10 ** (snr / 10) / power(seg))), ceiling[i])
+        for i in targets:
+            a = spans[i][0]
+            rest = total[a:a + len(segs[i])] - gains[i] * segs[i]
+            new[i] = min(gain_against(i, rest), ceiling[i])
         med = float(np.median([new[i] for i in targets]))
         new = [new[i] if i in targets else (med if images[i] is not None else 1.0)
                for i in range(len(images))]

@@ -173,6 +173,7 @@ def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Genera
     cursor = int(rng.uniform(0.3, 1.0) * SAMPLE_RATE)
     last_start, last_spk = 0, -1
     fails = 0
+    draw = _sentence_drawer(spec)
     while fails < 5:
         if last_spk < 0 or rng.random() < 0.2:
             spk = int(rng.integers(n_spk))
@@ -198,7 +199,6 @@ def plan_dialogue(spec: SessionSpec, synth: SyllableSynth, rng: np.random.Genera
             if kind == "filler":
                 sentence = str(rng.choice(FILLERS)) + str(rng.choice(["。", "？", ""]))
             else:
-                draw = _sentence_drawer(spec)
                 sentence = draw(rng)
                 if rng.random() < spec.options.double_sentence_prob:
                     sentence += draw(rng)
