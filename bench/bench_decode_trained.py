@@ -1,0 +1,174 @@
+"""Decoding real-time factor of *trained* models, with the settings the result tables use.
+
+``bench_decode.py`` times the stage-10 process layout with random weights (whose beam search
+runs to the maximum length). This one answers the other question: how fast does a trained
+model decode, per second of audio, under the recipe's decode config? For every model given it
+decodes the same ``--utts`` utterances of a dump set, in one process after the model is built
+(start-up is excluded and reported apart), under:
+
+* beam search with ``--decode_config`` (ESPnet's ``BatchBeamSearch``, CTC prefix scoring),
+* CTC greedy search (``decode_conditions --mode ctc_greedy``),
+
+an AV model at 0 % and 100 % missing video, an audio-only model (stock ESPnet ``Speech2Text``)
+once. RTF = decode wall time / audio seconds; the encoder's share is timed apart.
+
+    OMP_NUM_THREADS=1 tools/venv/bin/python bench/bench_decode_trained.py \\
+        --exp egs2/misp_avsr/avsr1/exp/A0 egs2/misp_avsr/avsr1/exp/AV0 \\
+        --data egs2/misp_avsr/avsr1/dump/raw/eval_far --utts 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CONF = ROOT / "egs2/misp_avsr/avsr1/conf"
+
+
+def read_scp(path: Path) -> Dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            k, v = line.split(maxsplit=1)
+            out[k] = v
+    return out
+
+
+def load_utts(data: Path, n: int) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    wav = read_scp(data / "wav.scp")
+    roi = read_scp(data / "roi.scp") if (data / "roi.scp").is_file() else {}
+    out = []
+    for key in sorted(wav)[:n]:
+        speech, rate = sf.read(wav[key], dtype="float32")
+        if rate != 16000:
+            raise ValueError(f"{wav[key]}: {rate} Hz, expected 16000")
+        video = np.load(roi[key]) if key in roi else None
+        out.append((key, speech, video))
+    return out
+
+
+def checkpoint(exp: Path) -> Path:
+    for name in ("valid.acc.ave.pth", "valid.acc.best.pth", "latest.pth"):
+        if (exp / name).is_file():
+            return exp / name
+    raise FileNotFoundError(f"{exp}: no valid.acc.ave.pth / valid.acc.best.pth / latest.pth")
+
+
+def is_av(exp: Path) -> bool:
+    conf = yaml.safe_load((exp / "config.yaml").read_text())
+    return "video_frontend" in conf or conf.get("encoder") in ("av_conformer", "video_conformer")
+
+
+def build(exp: Path, decode_config: Path, av: bool):
+    """(decoder object, model) as the recipe's decoding builds them."""
+    dconf = yaml.safe_load(decode_config.read_text()) or {}
+    kw = dict(beam_size=dconf.get("beam_size", 10), ctc_weight=dconf.get("ctc_weight", 0.3),
+              penalty=dconf.get("penalty", 0.0), maxlenratio=dconf.get("maxlenratio", 0.0),
+              minlenratio=dconf.get("minlenratio", 0.0), nbest=1)
+    if av:
+        from espnet_avsr.bin.avsr_inference import AVSpeech2Text
+
+        s2t = AVSpeech2Text(asr_train_config=exp / "config.yaml", asr_model_file=checkpoint(exp), **kw)
+        return s2t, s2t.model
+    from espnet2.bin.asr_inference import Speech2Text
+
+    s2t = Speech2Text(asr_train_config=str(exp / "config.yaml"), asr_model_file=str(checkpoint(exp)),
+                      lm_weight=0.0, **kw)
+    return s2t, s2t.asr_model
+
+
+def time_condition(s2t, model, utts, av: bool, missing: float, greedy: bool) -> Dict[str, float]:
+    from espnet_avsr.bin.decode_conditions import CTCGreedySearch
+
+    beam = s2t.beam_search
+    if greedy:
+        s2t.beam_search = CTCGreedySearch(model.ctc, model.sos, model.eos)
+    enc_s = total_s = 0.0
+    hyps = []
+    orig_encode = model.encode
+
+    def timed_encode(*a, **k):  # the encoder's share of each call
+        nonlocal enc_s
+        t = time.perf_counter()
+        out = orig_encode(*a, **k)
+        enc_s += time.perf_counter() - t
+        return out
+
+    model.encode = timed_encode
+    try:
+        for key, speech, video in utts:
+            t = time.perf_counter()
+            if av:
+                mask = None if missing == 0 or video is None else np.ones(len(video), dtype=bool)
+                res = s2t(speech, video, mask)
+            else:
+                res = s2t(torch.from_numpy(speech))
+            total_s += time.perf_counter() - t
+            hyps.append(res[0][0] if res else "")
+    finally:
+        model.encode = orig_encode
+        s2t.beam_search = beam
+    audio = sum(len(s) for _, s, _ in utts) / 16000
+    return {"rtf": total_s / audio, "encoder_rtf": enc_s / audio, "decode_s": total_s, "audio_s": audio,
+            "hyps": hyps}
+
+
+def main(cmd=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", type=Path, nargs="+", required=True, help="trained model dirs (config.yaml + *.pth)")
+    p.add_argument("--data", type=Path, required=True, help="dump dir with wav.scp (and roi.scp)")
+    p.add_argument("--utts", type=int, default=20)
+    p.add_argument("--decode_config", type=Path, default=None,
+                   help="default: conf/decode_avsr.yaml (AV) / conf/decode_asr.yaml (audio-only)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(cmd)
+    torch.set_num_threads(a.threads)
+    exps = [e.resolve() for e in a.exp]
+    data = a.data.resolve()
+    os.chdir(exps[0].parent.parent)  # configs and scp files hold paths relative to the recipe dir
+    utts = load_utts(data, a.utts)
+    rows = []
+    for exp in exps:
+        av = is_av(exp)
+        dconf = a.decode_config or CONF / ("decode_avsr.yaml" if av else "decode_asr.yaml")
+        t = time.perf_counter()
+        s2t, model = build(exp, dconf, av)
+        startup = time.perf_counter() - t
+        for missing in ((0.0, 1.0) if av else (0.0,)):
+            beam = time_condition(s2t, model, utts, av, missing, greedy=False)
+            greedy = time_condition(s2t, model, utts, av, missing, greedy=True)
+            same = sum(x == y for x, y in zip(beam["hyps"], greedy["hyps"]))
+            rows.append({"model": exp.name, "av": av, "missing": missing, "decode_config": dconf.name,
+                         "build_s": round(startup, 2), "audio_s": round(beam["audio_s"], 1),
+                         "rtf_beam": round(beam["rtf"], 4), "rtf_ctc_greedy": round(greedy["rtf"], 4),
+                         "encoder_rtf": round(greedy["encoder_rtf"], 4),
+                         "beam_over_greedy": round(beam["rtf"] / greedy["rtf"], 2),
+                         "same_text_greedy_vs_beam": f"{same}/{len(utts)}"})
+    res = {"data": str(a.data), "utts": len(utts), "threads": torch.get_num_threads(), "rows": rows}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        print(f"{len(utts)} utterances of {a.data}, {torch.get_num_threads()} thread(s)")
+        cols = ["model", "missing", "rtf_beam", "rtf_ctc_greedy", "encoder_rtf", "beam_over_greedy",
+                "same_text_greedy_vs_beam", "build_s"]
+        print("\t".join(cols))
+        for r in rows:
+            print("\t".join(str(r[c]) for c in cols))
+    return res
+
+
+if __name__ == "__main__":
+    main()
