@@ -122,6 +122,15 @@ class SessionBootstrap:
     def as_dict(self) -> Dict[str, float]:
         return asdict(self)
 
+    def line(self, name_a: str = "A", name_b: str = "B") -> str:
+        pct = lambda x: f"{100 * x:+.2f}"
+        return (
+            f"{name_a} {100 * self.cer_a:.2f} vs {name_b} {100 * self.cer_b:.2f}: {name_b}-{name_a} {pct(self.delta)} "
+            f"points, {100 * self.ci:.0f} % CI [{pct(self.ci_low)}, {pct(self.ci_high)}], "
+            f"P({name_b} better) {self.p_b_better:.3f} ({self.num_sessions} sessions, {self.num_seeds} pair(s), "
+            f"{self.num_boot} resamples)"
+        )
+
 
 def session_of(utt_id: str) -> str:
     """The recording session of a MISP utterance id (``S<spk>_<session>_<start>-<end>``)."""
