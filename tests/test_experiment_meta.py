@@ -202,7 +202,7 @@ def test_report_takes_model_facts_from_meta_json_and_score_facts_from_its_meta(t
                                                       "train_dropout": 0.3}))
     b = ReportBuilder(exp)
     (rec,) = b.cer.values()
-    assert not b.report.notes and rec.rate == 0.5 and rec.snr is None and rec.field == "far"
+    assert not b.report.notes and rec.rate == 0.5 and rec.snr is None and rec.mic_field == "far"
     assert b.model_meta["A1"]["train_dropout"] == 0.3 and not b.audio_only("A1")  # "A1" is no audio-only name rule
     (exp / "A1" / "meta.json").write_text(json.dumps({"model": "A2", "kind": "asr", "modality": "audio", "config": "c"}))
     with pytest.raises(MetaError, match="records model 'A2', but its scores are those of 'A1'"):

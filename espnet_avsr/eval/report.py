@@ -16,6 +16,10 @@ Every fact comes from a file its maker wrote; nothing is read from a model's or 
   no video fed), ``missing_pattern``, ``missing_fill``, from its ``condition.json``. A score
   whose meta lacks one of them is skipped and listed under Notes.
 
+Order (display only, no fact is read from it): test sets near, middle, far by their recorded
+``field``; rows audio-only models first, then ``AV<digits>``, then the rest, names in natural
+order.
+
 Tables: (i) per test set and missing pattern, the paper's Table 1 layout: model name first,
 training settings second, the missing-rate columns 0 / .25 / .5 / .75 / 1.0 last (audio-only
 rows repeat their single value when they were decoded once); (ii) the noise table (models x
@@ -73,7 +77,7 @@ class Record:
         return str(self.meta["test_set"])
 
     @property
-    def field(self) -> Optional[str]:
+    def mic_field(self) -> Optional[str]:
         return self.meta.get("field")
 
     @property
@@ -276,7 +280,7 @@ class ReportBuilder:
         self.model_meta: Dict[str, Dict] = {m: load_model_facts(self.exp, m) for m in dict.fromkeys(models)}
         self.fields: Dict[str, Optional[str]] = {}
         for r in self.cer.values():
-            self.fields.setdefault(r.test_set, r.field)
+            self.fields.setdefault(r.test_set, r.mic_field)
 
     # -- model facts
     def audio_only(self, model: str) -> bool:
