@@ -38,7 +38,6 @@ PathLike = Union[str, Path]
 KINDS = ("asr", "vsr", "adapter", "avsr", "missing")
 MODALITY = {"asr": "audio", "vsr": "video", "adapter": "av", "avsr": "av"}
 META_JSON = "meta.json"
-MODELS_TSV = "models.tsv"
 SET_JSON = "set.json"
 CONDITION_JSON = "condition.json"
 NOISES = ("none", "babble", "file")

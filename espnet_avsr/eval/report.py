@@ -275,20 +275,29 @@ class ReportBuilder:
         self.cer = _dedupe(cer, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr, r.noise), dups)
         self.rel = _dedupe(rel, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr), dups)
         self.report.notes += [f"duplicate: {d}" for d in dups]
-        models = [r.model for r in list(self.cer.values()) + list(self.rel.values())]
-        models += [str(d["meta"]["model"]) for _, d in self.sims]
-        self.model_meta: Dict[str, Dict] = {m: load_model_facts(self.exp, m) for m in dict.fromkeys(models)}
+        self._facts: Dict[str, Dict] = {}
+        for _, data in self.sims:  # a similarity's model needs its meta.json too
+            self.facts(str(data["meta"]["model"]))
+        # the models of the tables: those with a CER or relative-CER score
+        models = dict.fromkeys(r.model for r in list(self.cer.values()) + list(self.rel.values()))
+        self.model_meta: Dict[str, Dict] = {m: self.facts(m) for m in models}
         self.fields: Dict[str, Optional[str]] = {}
         for r in self.cer.values():
             self.fields.setdefault(r.test_set, r.mic_field)
 
     # -- model facts
+    def facts(self, model: str) -> Dict:
+        """The model's meta.json, read once."""
+        if model not in self._facts:
+            self._facts[model] = load_model_facts(self.exp, model)
+        return self._facts[model]
+
     def audio_only(self, model: str) -> bool:
         return is_audio_only(self.model_meta[model])
 
     def dropout_of(self, model: str) -> Optional[float]:
         """A model's training video-dropout rate (None: not a number, or not an AV model)."""
-        return _as_float(self.model_meta[model].get("train_dropout"))
+        return _as_float(self.facts(model).get("train_dropout"))
 
     def _sim_model(self, item: Tuple[Path, Dict]) -> str:
         return str(item[1]["meta"]["model"])
