@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from espnet_avsr.common.experiment import read_facts
 from test_task_avsr import TINY, make_dump, run_cli
 
 TINY_ASR = dict(
@@ -79,6 +80,10 @@ def test_avsr_conditions_equal_one_at_a_time(sets):
         texts.add(one["text"])
     assert len(texts) == len(conds)  # the conditions really differ (else the test shows nothing)
     assert len(_outputs(tmp / "all2")["text"].splitlines()) == 2  # the key file's share only
+    # each output records the condition it was decoded under (what scoring reads, not the dir name)
+    assert [read_facts([tmp / f"all{i}" / "condition.json"]) for i in (0, 2)] == [
+        {"missing_rate": rate, "missing_pattern": "segment", "missing_fill": "zeros", "missing_seed": 7}
+        for rate in (0.0, 0.25)]
 
 
 def test_asr_conditions_equal_espnet_asr_inference(sets):
@@ -95,6 +100,7 @@ def test_asr_conditions_equal_espnet_asr_inference(sets):
         "--condition", f"out={tmp / 'asr_all1'},data={b},rate=-", *common], tmp)
     for i in range(2):
         assert _outputs(tmp / f"asr_one{i}") == _outputs(tmp / f"asr_all{i}")
+    assert set(read_facts([tmp / "asr_all0" / "condition.json"]).values()) == {None}  # no video fed
     # two models in one process ("---" between their options): the same outputs again
     av = ["--asr_train_config", tmp / "av" / "config.yaml", "--asr_model_file", tmp / "av" / "model.pth",
           "--beam_size", 3, "--missing_pattern", "segment", "--missing_seed", 7]

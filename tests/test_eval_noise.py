@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 
 from espnet_avsr.bin import mix_noise
+from espnet_avsr.common.experiment import SetInfo, clean_set_info, read_set_info, write_set_info
 from espnet_avsr.dataprep.noise import (
     MixConfig,
     active_speech_power,
@@ -90,6 +91,7 @@ def _make_dump(root, rng, n_utts=4, spk_prefix="S001"):
 def dumps(tmp_path):
     rng = np.random.default_rng(5)
     data = _make_dump(tmp_path / "eval_far", rng, n_utts=4)
+    write_set_info(data, clean_set_info("eval_far"))  # what avsr.sh stage 10 records for a test set
     babble = _make_dump(tmp_path / "dev_near", rng, n_utts=6, spk_prefix="BAB")
     return data, babble
 
@@ -106,6 +108,9 @@ def test_mix_dump_dir_babble_end_to_end(dumps, tmp_path):
     assert summary["mixed"] == 4 and summary["resumed"] == 0
     for name in ("text", "roi.scp", "utt2spk", "utt2num_samples", "feats_type"):
         assert (out / name).read_bytes() == (data / name).read_bytes()
+    # the copy records what it is: the source's test set and field, with this noise and SNR
+    assert read_set_info(out) == SetInfo(test_set="eval_far", field="far", noise="babble", snr=0.0)
+    assert read_set_info(data) == SetInfo(test_set="eval_far", field="far")  # the source is left as it was
     src, new = _read_scp(data / "wav.scp"), _read_scp(out / "wav.scp")
     assert set(src) == set(new)
     info = read_mix_info(out / "mix_info")
@@ -154,6 +159,7 @@ def test_mix_noise_cli_with_noise_file(dumps, tmp_path):
     summary = mix_noise.main(["--data", str(data), "--out", str(out), "--snr", "5", "--noise", "file",
                               "--noise_file", str(noise_path), "--seed", "3", "--log_level", "ERROR"])
     assert summary["mixed"] == 4
+    assert read_set_info(out) == SetInfo(test_set="eval_far", field="far", noise="file", snr=5.0)
     for utt, row in read_mix_info(out / "mix_info").items():
         assert abs(float(row["snr_measured"]) - 5.0) < 0.1
     with pytest.raises(ValueError, match="noise_file"):
@@ -164,3 +170,16 @@ def test_mix_noise_bad_source_names_file(dumps, tmp_path):
     data, _ = dumps
     with pytest.raises(ValueError, match="missing: babble source not found"):
         mix_dump_dir(data, tmp_path / "o", MixConfig(snr=0, noise="babble", babble_source=str(tmp_path / "missing")), progress=False)
+
+
+def test_mix_noise_needs_the_source_sets_facts(dumps, tmp_path):
+    """The noisy copy's set.json comes from its source's: a dump without one is refused, naming the file."""
+    data, babble = dumps
+    (data / "set.json").unlink()
+    cfg = MixConfig(snr=0.0, noise="babble", seed=0, babble_source=str(babble), num_talkers=3)
+    with pytest.raises(ValueError, match=f"{data / 'set.json'}: missing"):
+        mix_dump_dir(data, tmp_path / "o", cfg, progress=False)
+    (data / "set.json").write_text('{"test_set": "eval_far", "field": "far", "noise": "none"}')
+    with pytest.raises(ValueError, match="set.json: expected the keys"):
+        mix_dump_dir(data, tmp_path / "o", cfg, progress=False)
+    assert not (tmp_path / "o" / "set.json").exists()

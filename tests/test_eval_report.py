@@ -1,69 +1,95 @@
 """Reports from a fixture decode tree: paper-layout tables, noise table, dropout study, PNGs."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from espnet_avsr.bin import make_report as make_report_cli
+from espnet_avsr.common.experiment import (META_JSON, MODALITY, ConditionInfo, ModelRecord, SetInfo, clean_set_info,
+                                           noisy_set_info, write_meta)
 from espnet_avsr.eval.report import make_report
 
 RATES = [0.0, 0.25, 0.5, 0.75, 1.0]
-# the paper's Table 1 (MISP far field) and babble table
+# the paper's Table 1 (MISP far field) and babble table; each model's meta.json facts
 PAPER = {
-    "AV0": ("no dropout", "A0", [21.14, 23.77, 25.57, 25.87, 26.65]),
-    "AV1": ("dropout on every sample", "A0", [23.26, 23.68, 24.27, 24.95, 25.91]),
-    "AV2": ("dropout prob 0.5", "A0", [21.72, 22.56, 23.37, 24.46, 25.64]),
-    "AV3": ("dropout prob 0.5", "AV0", [21.53, 22.47, 23.65, 24.55, 25.90]),
-    "AV5": ("+ MDA-KD", "AV3", [21.11, 21.77, 22.78, 24.02, 25.45]),
-    "AV6": ("+ MS-Adapter", "AV5", [21.11, 21.77, 22.78, None, 24.94]),
+    "AV0": (dict(train_dropout=0, init="A0"), [21.14, 23.77, 25.57, 25.87, 26.65]),
+    "AV1": (dict(train_dropout="0.1-0.5", train_dropout_prob=1.0, init="A0"), [23.26, 23.68, 24.27, 24.95, 25.91]),
+    "AV2": (dict(train_dropout="0.1-0.5", train_dropout_prob=0.5, init="A0"), [21.72, 22.56, 23.37, 24.46, 25.64]),
+    "AV3": (dict(train_dropout="0.1-0.5", train_dropout_prob=0.5, init="AV0"), [21.53, 22.47, 23.65, 24.55, 25.90]),
+    "AV5": (dict(train_dropout="0.1-0.5", train_dropout_prob=0.5, init="AV3", kd="mse", teacher="AV0"),
+            [21.11, 21.77, 22.78, 24.02, 25.45]),
+    "AV6": (dict(init="AV5", kind="adapter", adapter=True), [21.11, 21.77, 22.78, None, 24.94]),
 }
 DROPOUT = {0.1: [21.7, 22.6, 23.7, 25.0, 26.1], 0.3: [23.2, 23.1, 23.9, 24.9, 25.9],
            0.5: [23.2, 23.7, 24.2, 25.0, 25.9], 0.7: [25.2, 25.2, 25.2, 25.2, 25.2]}
 
 
-def _result(root, rel, cer, **meta):
+def _model(exp, model, kind="avsr", **facts):
+    """exp/<model>/meta.json as avsr.sh writes it (an AV model: no KD and no adapter unless said)."""
+    if MODALITY[kind] == "av":
+        facts = {"kd": False, "adapter": False, **facts}
+    write_meta(exp / model / META_JSON, ModelRecord(model=model, kind=kind, modality=MODALITY[kind],
+                                                   config=f"train_{model}", **facts))
+
+
+def _facts(test_set="eval_far", rate=None, snr=None, pattern="random", fill="zeros", field=None):
+    """A score's facts: the test set's (set.json) and the decode condition's (condition.json)."""
+    info = clean_set_info(test_set) if field is None else SetInfo(test_set, field)
+    if snr is not None:
+        info = noisy_set_info(info, "babble", snr)
+    cond = ConditionInfo() if rate is None else ConditionInfo(rate, pattern, fill, 0)
+    return {**info.as_dict(), **cond.as_dict()}
+
+
+def _result(root, rel, cer, model, **facts):
     d = root / rel
     d.mkdir(parents=True, exist_ok=True)
+    meta = {"model": model, **_facts(**facts)}
     (d / "result.json").write_text(json.dumps({"cer": cer / 100, "errors": 1, "ref_chars": 1, "meta": meta}), encoding="utf-8")
 
 
+def _relative(root, rel, value, model, rate):
+    rd = root / rel
+    rd.mkdir(parents=True)
+    meta = {"model": model, "ref_model": "A0", **_facts(rate=rate)}
+    (rd / "relative_cer.json").write_text(json.dumps({"relative_cer": value / 100, "meta": meta}))
+
+
 def _tree(exp):
-    _result(exp, "A0/decode/eval_far", 25.13, model="A0", test_set="eval_far", modality="audio", snr="clean")
-    _result(exp, "A0/decode/eval_near", 18.10, model="A0", test_set="eval_near")
+    _model(exp, "A0", kind="asr")
+    _result(exp, "A0/decode/eval_far", 25.13, "A0")
+    _result(exp, "A0/decode/eval_near", 18.10, "A0", test_set="eval_near")
     for snr, cer in ((0, 33.52), (-2.5, 62.17), (-5, 75.76)):
-        _result(exp, f"A0/decode/eval_far_babble_snr{snr}", cer, model="A0", test_set=f"eval_far_babble_snr{snr}", snr=snr, noise="babble")
-    for model, (train, init, cers) in PAPER.items():
+        _result(exp, f"A0/decode/eval_far_babble{snr}", cer, "A0", snr=snr)
+    for model, (facts, cers) in PAPER.items():
+        _model(exp, model, **facts)
         for rate, cer in zip(RATES, cers):
             if cer is not None:
-                _result(exp, f"{model}/decode/eval_far_miss{rate}", cer, model=model, test_set="eval_far", missing_rate=rate,
-                        missing_pattern="random", fill="zeros", snr="clean", train=train, init=init)
-    _result(exp, "AV1/decode/eval_near", 17.71, model="AV1", test_set="eval_near", missing_rate=0.0)
-    _result(exp, "AV1/decode/eval_far_babble_snr-5", 63.80, model="AV1", test_set="eval_far_babble_snr-5")  # SNR from the name
-    _result(exp, "AV6/decode/eval_far_babble_snr0", 26.67, model="AV6", test_set="eval_far_babble_snr0", snr=0, missing_rate=0)
+                _result(exp, f"{model}/decode/eval_far_miss{rate}", cer, model, rate=rate)
+    _result(exp, "AV1/decode/eval_near_miss0.0", 17.71, "AV1", test_set="eval_near", rate=0.0)
+    _result(exp, "AV1/decode/eval_far_babble-5", 63.80, "AV1", snr=-5, rate=0.0)
+    _result(exp, "AV6/decode/eval_far_babble0", 26.67, "AV6", snr=0, rate=0.0)
     for d, cers in DROPOUT.items():
         model = f"AVd{d}"
+        _model(exp, model, study="dropout", train_dropout=d, train_dropout_prob=1.0, init="A0")
         for rate, cer in zip(RATES, cers):
-            _result(exp, f"{model}/decode/eval_far_miss{rate}", cer, model=model, test_set="eval_far", missing_rate=rate,
-                    missing_pattern="random", train_dropout=d, init="A0")
+            _result(exp, f"{model}/decode/eval_far_miss{rate}", cer, model, rate=rate)
         for rate, rel in ((0.0, 11.35 - d), (1.0, 11.65 - d)):
-            rd = exp / model / f"relative_miss{rate}"
-            rd.mkdir(parents=True)
-            (rd / "relative_cer.json").write_text(json.dumps(
-                {"relative_cer": rel / 100, "meta": {"model": model, "train_dropout": d, "missing_rate": rate, "test_set": "eval_far"}}))
+            _relative(exp, f"{model}/relative_miss{rate}", rel, model, rate)
         sd = exp / model / "similarity"
         sd.mkdir()
         rng = np.random.default_rng(int(d * 10))
         sim = rng.uniform(0.4, 0.6, size=(20, 20)) + np.eye(20) * d
         np.save(sd / "cosine_output__output.npy", sim.astype(np.float32))
         (sd / "rep_similarity.json").write_text(json.dumps({
-            "num_samples": 20, "meta": {"model": model, "train_dropout": d},
+            "num_samples": 20, "meta": {"model": model, "test_set": "eval_far", "ref_model": "A0", "missing_rate": 0.0},
             "pairs": [{"asr_layer": "output", "avsr_layer": "output", "cka": 0.5 + d / 2, "cosine_file": "cosine_output__output.npy",
                        "diag_contrast": float(d)}]}))
-    rd = exp / "AV6" / "relative_miss1.0"  # an adapter model: no video dropout of its own
-    rd.mkdir(parents=True)
-    (rd / "relative_cer.json").write_text(json.dumps(
-        {"relative_cer": 0.2, "meta": {"model": "AV6", "adapter": "true", "missing_rate": 1.0, "test_set": "eval_far"}}))
+    _relative(exp, "AV6/relative_miss1.0", 20.0, "AV6", 1.0)  # an adapter model: no video dropout of its own
     bad = exp / "broken" / "decode"
     bad.mkdir(parents=True)
     (bad / "result.json").write_text("{not json")
@@ -88,9 +114,11 @@ def test_paper_layout_table(report):
     assert rows["A0"][-5:] == ["25.13"] * 5  # audio-only decoded once, repeated as in the paper
     assert rows["A0"][1] == "audio only"
     assert rows["AV0"][-5:] == ["21.14", "23.77", "25.57", "25.87", "26.65"]
-    assert rows["AV3"][1] == "dropout prob 0.5"
+    assert rows["AV3"][1] == "dropout 0.1-0.5, prob 0.5, init AV0"
+    assert rows["AV5"][1] == "dropout 0.1-0.5, prob 0.5, init AV3, + MDA-KD (mse)"
+    assert rows["AV6"][1] == "init AV5, + MS-Adapter"
     assert rows["AV6"][-5:] == ["21.11", "21.77", "22.78", "-", "24.94"]  # partial tree
-    assert rows["AVd0.3"][1] == "dropout 0.3, init A0"
+    assert rows["AVd0.3"][1] == "dropout 0.3, prob 1.0, init A0"
     md = (exp / "RESULTS.md").read_text(encoding="utf-8")
     assert "| A0 | audio only | 25.13 | 25.13 | 25.13 | 25.13 | 25.13 |" in md
     assert "| model | training | 0 | 0.25 | 0.5 | 0.75 | 1.0 |" in md
@@ -99,9 +127,11 @@ def test_paper_layout_table(report):
 
 def test_audio_only_decoded_at_every_rate_is_used_as_is(tmp_path):
     exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr")
+    _model(exp, "AV0", train_dropout=0)
     for rate, cer in zip(RATES, [25.0, 25.1, 25.2, 25.3, 25.4]):
-        _result(exp, f"A0/d{rate}", cer, model="A0", test_set="eval_far", missing_rate=rate)
-    _result(exp, "AV0/d0", 21.0, model="AV0", test_set="eval_far", missing_rate=0.0)
+        _result(exp, f"A0/d{rate}", cer, "A0", rate=rate)
+    _result(exp, "AV0/d0", 21.0, "AV0", rate=0.0)
     rep = make_report(exp, exp / "RESULTS.md", None)
     rows = {r[0]: r for r in rep.tables["missing/eval_far/random/zeros"].rows}
     assert rows["A0"][-5:] == ["25.00", "25.10", "25.20", "25.30", "25.40"]
@@ -146,7 +176,8 @@ def test_cli_regenerates_and_handles_empty_tree(tmp_path):
     rep = make_report_cli.main(["--exp", str(exp), "--log_level", "ERROR"])
     assert rep.tables == {}
     assert "No result.json found yet." in (exp / "RESULTS.md").read_text(encoding="utf-8")
-    _result(exp, "A0/d", 25.13, model="A0", test_set="eval_far")
+    _model(exp, "A0", kind="asr")
+    _result(exp, "A0/d", 25.13, "A0")
     rep = make_report_cli.main(["--exp", str(exp), "--plots", "none", "--log_level", "ERROR"])
     assert rep.tables["missing/eval_far/random/zeros"].rows[0][0] == "A0"
     with pytest.raises(ValueError, match="not found"):
@@ -158,5 +189,57 @@ def test_training_description_names_each_kind_of_model():
 
     assert training_description({"modality": "video", "init": None}, False) == "video only (lip reader)"
     assert training_description({"modality": "audio"}, True) == "audio only"
-    av0 = {"modality": "av", "train_dropout": 0, "init": "A0+V0", "kd": False, "adapter": False}  # as parse_meta reads them
+    av0 = {"modality": "av", "train_dropout": 0, "init": "A0+V0", "kd": False, "adapter": False}  # as meta.json holds them
     assert training_description(av0, False) == "no dropout, init A0+V0"
+
+
+def test_facts_come_from_files_not_names(tmp_path):
+    """Audio-only comes from meta.json's modality, a set's field (table order) from set.json,
+    an SNR from the score's meta: names that say otherwise change nothing."""
+    exp = tmp_path / "exp"
+    _model(exp, "AV9", kind="asr")  # an audio-only model with an AV-looking name
+    _model(exp, "A7", train_dropout=0)  # an AV model named like an audio-only one
+    _result(exp, "AV9/d", 30.0, "AV9", test_set="zz_set", field="near")
+    _result(exp, "AV9/d_clean_snr5", 31.0, "AV9", test_set="aa_set", field="far")  # clean, whatever its dir says
+    _result(exp, "A7/d0", 20.0, "A7", test_set="aa_set", field="far", rate=0.0)
+    _result(exp, "A7/d1", 29.0, "A7", test_set="aa_set", field="far", rate=1.0)
+    rep = make_report(exp, exp / "RESULTS.md", None)
+    rows = {r[0]: r for r in rep.tables["missing/aa_set/random/zeros"].rows}
+    assert rows["AV9"][1:3] == ["audio only", "31.00"] and rows["AV9"][-1] == "31.00"  # repeated: video-independent
+    assert rows["A7"][1] == "no dropout" and rows["A7"][-1] == "29.00"
+    assert list(rows) == ["AV9", "A7"]  # audio-only rows first
+    assert list(rep.tables)[:2] == ["missing/zz_set/random/zeros", "missing/aa_set/random/zeros"]  # near before far
+    assert rep.tables["noise"].header == ["model", "zz_set", "aa_set"]
+
+
+def test_a_score_without_its_facts_is_skipped_and_listed(tmp_path):
+    """A result.json of the old recipe (snr and field not recorded, the SNR only in the set's
+    name) is not guessed from: it is skipped, and Notes say which file lacks what."""
+    exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr")
+    _result(exp, "A0/d", 25.0, "A0")
+    old = exp / "A0" / "decode_old" / "eval_far_babble_snr-5"
+    old.mkdir(parents=True)
+    (old / "result.json").write_text(json.dumps({"cer": 0.7, "meta": {
+        "model": "A0", "test_set": "eval_far_babble_snr-5", "missing_rate": None, "modality": "audio"}}))
+    rate_only = exp / "A0" / "decode_old" / "miss"
+    rate_only.mkdir(parents=True)
+    (rate_only / "result.json").write_text(json.dumps({"cer": 0.3, "meta": {"model": "A0", **_facts(rate=0.5), "missing_fill": None}}))
+    rep = make_report(exp, exp / "RESULTS.md", None)
+    assert "noise" not in rep.tables and list(rep.tables) == ["missing/eval_far/random/zeros"]
+    md = (exp / "RESULTS.md").read_text(encoding="utf-8")
+    assert f"{old / 'result.json'}: skipped (KeyError: 'its meta lacks field, noise, snr" in md
+    assert f"{rate_only / 'result.json'}: skipped (KeyError: 'its meta lacks missing_fill" in md
+
+
+def test_a_model_without_meta_json_stops_the_report_naming_it(tmp_path):
+    exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr")
+    _result(exp, "A0/d", 25.0, "A0")
+    _result(exp, "AV0/d", 21.0, "AV0", rate=0.0)
+    with pytest.raises(ValueError, match=f"{exp / 'AV0' / 'meta.json'}: missing"):
+        make_report(exp, exp / "RESULTS.md", None)
+    # the CLI: one line naming the file, exit 1
+    r = subprocess.run([sys.executable, "-m", "espnet_avsr.bin.make_report", "--exp", str(exp), "--plots", "none"],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert r.returncode == 1 and f"{exp / 'AV0' / 'meta.json'}: missing" in r.stderr

@@ -44,8 +44,11 @@ def _run(tmp, *args, stop=11):
 
 
 def _view(tmp) -> dict:
+    """The decode dirs the report sees (beside them the model's meta.json, checked here)."""
     view = tmp / "exp" / ".report_view" / "AV0"
-    return {p.name: Path(os.readlink(p)).relative_to(tmp / "exp" / "AV0").as_posix() for p in view.iterdir()}
+    links = {p.name: Path(os.readlink(p)).relative_to(tmp / "exp" / "AV0").as_posix() for p in view.iterdir()}
+    assert links.pop("meta.json") == "meta.json"
+    return links
 
 
 @pytest.mark.slow

@@ -89,20 +89,26 @@ def test_recipe_end_to_end(tmp_path):
     for res in (res_a0, res_av0, res_noise):
         rec = json.loads(res.read_text())
         assert 0.0 <= rec["cer"] and rec["num_utts"] > 0
+    # a score records its own facts (model name, test set, condition); the model's are in exp/<name>/meta.json
+    model_meta = lambda m: json.loads((work / "exp" / m / "meta.json").read_text())
     meta = json.loads(res_av0.read_text())["meta"]
-    assert (meta["model"], meta["init"], meta["missing_rate"], meta["train_dropout"]) == ("AV0", "A0+V0", 0.5, 0)
+    assert meta == {"model": "AV0", "test_set": "eval_far", "field": "far", "noise": "none", "snr": None,
+                    "missing_rate": 0.5, "missing_pattern": "random", "missing_fill": "zeros", "missing_seed": 0}
+    assert (model_meta("AV0")["init"], model_meta("AV0")["train_dropout"], model_meta("AV0")["kind"]) == ("A0+V0", 0, "avsr")
+    assert json.loads(res_a0.read_text())["meta"]["missing_rate"] is None  # audio only: no video fed
     assert "V0" in (work / "exp" / "AV0" / "init.pth.report.txt").read_text()
     # the lip reader decodes complete video of the clean test set only
     v0_decodes = sorted(p.parent.name for p in (work / "exp" / "V0").glob("decode_*/*/score_cer"))
     assert v0_decodes == ["eval_far_miss0_random"], v0_decodes
     v0_meta = json.loads(decoded("V0", v0_decodes[0]).read_text())["meta"]
-    assert (v0_meta["modality"], v0_meta["missing_rate"]) == ("video", 0)
-    assert json.loads(res_noise.read_text())["meta"]["snr"] == 0
+    assert (model_meta("V0")["modality"], v0_meta["missing_rate"]) == ("video", 0)
+    noise = json.loads(res_noise.read_text())["meta"]
+    assert (noise["test_set"], noise["noise"], noise["snr"]) == ("eval_far", "babble", 0)  # from the noisy set's set.json
     # ESPnet's INFO progress reaches every training log (a plugin logging at import time once
     # left the AV logs without a single line of progress)
     for model in ("A0", "V0", "AV0", "AVd0.5"):
         assert "1epoch results" in (work / "exp" / model / "train.log").read_text(encoding="utf-8"), model
-    study = json.loads(decoded("AVd0.5", "eval_far_miss0.5_random").read_text())["meta"]
+    study = model_meta("AVd0.5")
     assert (study["study"], study["train_dropout"], study["train_dropout_prob"], study["init"]) == ("dropout", 0.5, 1.0, "A0")
     for png in ("dropout_cer_vs_missing_eval_far_random_zeros.png", "relative_cer_vs_dropout.png"):
         assert (work / "exp" / "plots" / png).stat().st_size > 1000, png

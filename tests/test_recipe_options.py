@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -99,13 +100,16 @@ def test_seeds_copy_every_chain_within_its_seed(tmp_path):
     rows = [line.split("\t") for line in (tmp_path / "exp" / "models.tsv").read_text().splitlines()]
     got = {row[0]: row[1:] for row in rows}
     assert list(got) == ["A0", "V0", "AV0", "AV5", "A0_s1", "V0_s1", "AV0_s1", "AV5_s1"]
-    assert got["AV0"] == ["conf/train_avsr.yaml", "A0+V0", "-", "0", "AV0"]
-    assert got["AV0_s1"] == ["conf/train_avsr.yaml", "A0_s1+V0_s1", "-", "1", "AV0"]
-    assert got["AV5_s1"] == ["conf/train_avsr_kd.yaml", "AV0_s1", "AV0_s1", "1", "AV5"]
-    assert got["A0_s1"][1:4] == ["-", "-", "1"]
+    # name: config, init, teacher, seed, base, kind (from the config's keys), study rate
+    assert got["AV0"] == ["conf/train_avsr.yaml", "A0+V0", "-", "0", "AV0", "avsr", "-"]
+    assert got["AV0_s1"] == ["conf/train_avsr.yaml", "A0_s1+V0_s1", "-", "1", "AV0", "avsr", "-"]
+    assert got["AV5_s1"] == ["conf/train_avsr_kd.yaml", "AV0_s1", "AV0_s1", "1", "AV5", "avsr", "-"]
+    assert got["A0_s1"][1:4] == ["-", "-", "1"] and got["V0_s1"][5] == "vsr"
+    meta = json.loads((tmp_path / "exp" / "AV5_s1" / "meta.json").read_text())  # each model's record, at start
+    assert (meta["init"], meta["teacher"], meta["seed"], meta["base"], meta["kd"]) == ("AV0_s1", "AV0_s1", 1, "AV5", "mse")
     plain = _avsr(tmp_path, "--models", "A0:conf/train_asr.yaml:-")
     assert plain.returncode == 0 and (tmp_path / "exp" / "models.tsv").read_text() == \
-        "A0\tconf/train_asr.yaml\t-\t-\t\tA0\n"
+        "A0\tconf/train_asr.yaml\t-\t-\t-\tA0\tasr\t-\n"
     bad = _avsr(tmp_path, "--models", models, "--seeds", "0 x")
     assert bad.returncode != 0 and "--seeds must be non-negative integers" in bad.stderr
 

@@ -140,7 +140,8 @@ def test_avsr_names_a_malformed_model_config(tmp_path):
     bad.write_text("encoder: av_conformer\nmodel_conf: {video_dropout: [\n", encoding="utf-8")
     r = _avsr(tmp_path, "--stage", "99", "--models", f"A0:conf/train_asr.yaml:- AV0:{bad}:A0")
     assert r.returncode != 0
-    assert f"{bad}: not a readable YAML config" in r.stderr and "cannot read the model configs" in r.stderr
+    assert f"model AV0 ('AV0:{bad}:A0'): {bad}: not a readable YAML config" in r.stderr
+    assert "cannot use the model list" in r.stderr
     listed = tmp_path / "train_avsr_list.yaml"
     listed.write_text("- encoder\n", encoding="utf-8")
     r = _avsr(tmp_path, "--stage", "99", "--models", f"AV0:{listed}:-")

@@ -82,3 +82,5 @@ def test_stage9_stops_on_a_changed_config_and_train_fresh_moves_it_aside(tmp_pat
     assert len(moved) == 1 and (moved[0] / "checkpoint.pth").read_bytes() == b"weights"
     assert "[run] train_AV0" in r.stdout  # trained afresh (fails here: no data, which is not this test's point)
     assert json.loads((exp / "train_inputs.json").read_text())["config.model_conf.ctc_weight"] == "0.3"
+    # meta.json describes the list's model (the new config), so it stays with the new run
+    assert json.loads((exp / "meta.json").read_text())["train_dropout"] == 0 and not (moved[0] / "meta.json").exists()

@@ -19,6 +19,10 @@ Every other option is the task's inference option (``espnet_avsr.bin.avsr_infere
 ``espnet2.bin.asr_inference``, ``--config`` included) and is parsed by that tool's own
 parser, so each condition's output is the output of that tool run on it alone (test).
 
+Each condition's output dir also gets ``condition.json``, the missing-video condition it was
+decoded under (rate, pattern, fill, seed; all null for an audio-only model), which scoring
+records as the score's facts (espnet_avsr.common.experiment.ConditionInfo).
+
 ``--mode ctc_greedy`` replaces the beam search by CTC best path (argmax per frame, repeats
 merged, blanks dropped): no decoder, no prefix scoring. The beam search is ESPnet's
 ``BatchBeamSearch`` (the beam vectorised); it decodes one utterance at a time, because
@@ -38,6 +42,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from espnet.nets.beam_search import Hypothesis
+
+from espnet_avsr.common.experiment import ConditionInfo, write_condition_info
 
 MODES = ("beam", "ctc_greedy")
 
@@ -154,6 +160,9 @@ def decode_avsr(conditions: Sequence[Condition], rest: List[str], mode: str) -> 
             data.append((str(c.data / "roi.scp"), "video", "npy"))
         ai.decode_data(s2t, str(c.out), data, str(c.keys) if c.keys else None,
                        missing_rate=c.rate or 0.0, **per_cond)
+        cond = ConditionInfo() if per_cond["audio_only"] else ConditionInfo(  # audio_only: no video fed
+            c.rate or 0.0, per_cond["missing_pattern"], per_cond["missing_fill"], per_cond["missing_seed"])
+        write_condition_info(c.out, cond)
         logging.info("decoded %s (missing rate %s) in %.1f s -> %s", c.data, c.rate, time.perf_counter() - t0, c.out)
 
 
@@ -207,6 +216,7 @@ def decode_asr(conditions: Sequence[Condition], rest: List[str], mode: str) -> N
                     w["score"][keys[0]] = str(hyp.score)
                     if text is not None:
                         w["text"][keys[0]] = text
+        write_condition_info(c.out, ConditionInfo())  # audio only: no video, no missing frames
         logging.info("decoded %s in %.1f s -> %s", c.data, time.perf_counter() - t0, c.out)
 
 

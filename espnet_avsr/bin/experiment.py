@@ -1,43 +1,48 @@
 #!/usr/bin/env python3
-"""Experiment metadata for the recipe (avsr.sh): one CLI instead of Python inside the shell script.
+"""Experiment metadata for the recipe (avsr.sh): one CLI instead of parsing in the shell script.
 
-    experiment value CONFIG KEY            a (dotted) config key, "" when absent
-    experiment kinds CONFIG...             asr | vsr | adapter | avsr | missing, one line each
-    experiment dropout_config SRC RATE OUT a dropout-study config derived from SRC
-    experiment meta --name N --config C --kind K [--init I] [--teacher T] [--study S] [--out meta.json]
-                                           writes exp/<N>/meta.json, prints score_cer's --meta words
+    experiment models --models "A0:conf/a.yaml:- AV0:conf/av.yaml:A0" [--seeds "0 1"]
+                      [--dropout_study_rates "0.1 0.3" --dropout_study_config C --dropout_study_init A0
+                       --conf_dir exp/conf] [--check_configs] --out exp/models.tsv [--exp exp]
+        parse and check the model list; write one row per model to --out (columns: name config
+        init teacher seed base kind study_rate, "-" for nothing) and, with --exp, each model's
+        exp/<name>/meta.json (every model whose config exists)
+    experiment set_info --dumpdir dump/raw SET...    write <dumpdir>/<SET>/set.json of clean test sets
+    experiment value CONFIG KEY                      a (dotted) config key, "" when absent
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import List, Optional
 
 from espnet_avsr.common.cli import run_cli
-from espnet_avsr.common.experiment import (KINDS, ConfigError, config_value, kind_of_file, model_record,
-                                           read_config, write_dropout_study_config, write_meta)
+from espnet_avsr.common.experiment import (META_JSON, ConfigError, MetaError, ModelListError, clean_set_info,
+                                           config_value, model_list, model_record, read_config, write_meta,
+                                           write_models_tsv, write_set_info)
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("models", help="parse and check the model list")
+    s.add_argument("--models", required=True, help="name:config:init[:teacher] entries, white-space separated")
+    s.add_argument("--seeds", default="", help="training seeds; seed k (not the first) adds models <name>_s<k>")
+    s.add_argument("--dropout_study_rates", default="", help="one AVd<rate> model per rate")
+    s.add_argument("--dropout_study_config", default="", help="base config of the study models")
+    s.add_argument("--dropout_study_init", default="A0", help="init model of the study models")
+    s.add_argument("--conf_dir", default="exp/conf", help="where the study configs are written")
+    s.add_argument("--check_configs", action="store_true",
+                   help="every config must exist and every init fit its model (training or decoding will run)")
+    s.add_argument("--out", required=True, help="models.tsv to write")
+    s.add_argument("--exp", default=None, help="write <exp>/<name>/meta.json of every model whose config exists")
+    s = sub.add_parser("set_info", help="record the facts of clean test sets")
+    s.add_argument("--dumpdir", required=True)
+    s.add_argument("sets", nargs="+")
     s = sub.add_parser("value", help="a config value")
     s.add_argument("config")
     s.add_argument("key")
-    s = sub.add_parser("kinds", help="what each config trains")
-    s.add_argument("configs", nargs="*")
-    s = sub.add_parser("dropout_config", help="derive a dropout-study config")
-    s.add_argument("src")
-    s.add_argument("rate", type=float)
-    s.add_argument("out")
-    s = sub.add_parser("meta", help="a model's training metadata")
-    s.add_argument("--name", required=True)
-    s.add_argument("--config", required=True)
-    s.add_argument("--kind", required=True, choices=[k for k in KINDS if k != "missing"])
-    s.add_argument("--init", default="-")
-    s.add_argument("--teacher", default="-")
-    s.add_argument("--study", default=None)
-    s.add_argument("--out", default=None, help="meta.json to write")
     return p
 
 
@@ -45,20 +50,24 @@ def _body(args: argparse.Namespace) -> None:
     if args.cmd == "value":
         value = config_value(read_config(args.config), args.key)
         print("" if value is None else value)
-    elif args.cmd == "kinds":
-        for path in args.configs:
-            print(kind_of_file(path))
-    elif args.cmd == "dropout_config":
-        write_dropout_study_config(args.src, args.rate, args.out)
+    elif args.cmd == "set_info":
+        for name in args.sets:
+            d = Path(args.dumpdir) / name
+            if not d.is_dir():
+                raise MetaError(f"{d}: no dump of test set {name} (stage 5 makes it)")
+            write_set_info(d, clean_set_info(name))
     else:
-        rec = model_record(args.name, args.config, args.kind, args.init, args.teacher, args.study)
-        if args.out:
-            write_meta(args.out, rec)
-        print(rec.meta_args())
+        specs = model_list(args.models, args.seeds, args.dropout_study_rates, args.dropout_study_config,
+                           args.dropout_study_init, args.conf_dir, args.check_configs)
+        write_models_tsv(args.out, specs)
+        if args.exp:
+            for s in specs:
+                if s.kind != "missing":
+                    write_meta(Path(args.exp) / s.name / META_JSON, model_record(s))
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    run_cli(get_parser(), _body, cmd, errors=(ConfigError, OSError), prog="experiment")
+    run_cli(get_parser(), _body, cmd, errors=(ConfigError, ModelListError, MetaError, OSError), prog="experiment")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.eval.bias import relative_cer
-from espnet_avsr.eval.io import parse_meta, read_text, write_score_dir
+from espnet_avsr.eval.io import read_text, score_meta, write_score_dir
 
 JSON_NAME = "relative_cer.json"
 
@@ -26,14 +26,21 @@ def get_parser() -> argparse.ArgumentParser:
         "--meta",
         nargs="*",
         default=[],
-        help="key=value pairs stored in the json, e.g. model=AVd0.3 ref_model=A0 train_dropout=0.3 missing_rate=1.0",
+        help="key=value pairs stored in the json, e.g. model=AVd0.3 ref_model=A0 (the model's facts are in exp/<model>/meta.json)",
+    )
+    parser.add_argument(
+        "--facts",
+        nargs="*",
+        default=[],
+        help="JSON files of recorded facts merged into the meta: the test set's set.json, the decode's "
+        "condition.json (espnet_avsr.common.experiment)",
     )
     add_log_level(parser)
     return parser
 
 
 def _body(args: argparse.Namespace) -> dict:
-    meta = parse_meta(args.meta)
+    meta = score_meta(args.meta, args.facts)
     asr, avsr = read_text(args.ref_hyp), read_text(args.hyp)
     score = relative_cer(asr, avsr)
     if score.missing_hyp or score.extra_hyp:

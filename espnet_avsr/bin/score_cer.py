@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.eval.cer import score_corpus, score_cpcer
-from espnet_avsr.eval.io import parse_meta, read_text, write_score_dir
+from espnet_avsr.eval.io import read_text, score_meta, write_score_dir
 from espnet_avsr.eval.sclite import ScliteError, find_sclite, score_with_sclite, sum_avg_block
 
 
@@ -33,8 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--meta",
         nargs="*",
         default=[],
-        help="key=value pairs stored in result.json, e.g. model=AV0 test_set=eval_far "
-        "missing_rate=0.25 missing_pattern=random snr=clean",
+        help="key=value pairs stored in result.json, e.g. model=AV0 (the model's facts are in "
+        "exp/<model>/meta.json, the test set's and the decode's in --facts)",
     )
     parser.add_argument(
         "--cpcer",
@@ -53,12 +53,19 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="speakers for sclite's per-speaker table (default: utt2spk next to --ref, if any)",
     )
+    parser.add_argument(
+        "--facts",
+        nargs="*",
+        default=[],
+        help="JSON files of recorded facts merged into the meta: the test set's set.json, the decode's "
+        "condition.json (espnet_avsr.common.experiment)",
+    )
     add_log_level(parser)
     return parser
 
 
 def _body(args: argparse.Namespace) -> dict:
-    meta = parse_meta(args.meta)
+    meta = score_meta(args.meta, args.facts)
     refs = read_text(args.ref)
     hyps = read_text(args.hyp)
     score = score_corpus(refs, hyps)

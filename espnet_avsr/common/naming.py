@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 SPLITS = ("train", "dev", "eval")
+FIELDS = ("far", "middle", "near")  # the microphone fields: far array, middle array, near headsets
 TEXTGRID_TIER = "内容层"  # the transcript tier of every MISP TextGrid
 
 _SESSION = r"R(?P<room>\d{2})_S(?P<spks>(?:\d{3})+)_C(?P<config>\d{2}|\d{4})_I(?P<index>\d+)"
@@ -123,6 +124,15 @@ def parse_name(name: str) -> Optional[Dict[str, str]]:
         out["kind"] = "near"
         out["spk"] = m.group("near_spk")
     return out
+
+
+def parse_set_name(name: str) -> Tuple[str, str]:
+    """A recipe set ``<split>_<field>`` (``eval_far``) -> ``(split, field)``; stage 1 prepares
+    it from ``audio/<split>/<field>``."""
+    split, sep, field = name.rpartition("_")
+    if not sep or split not in SPLITS or field not in FIELDS:
+        raise ValueError(f"set name {name!r} is not <split>_<field> with split in {SPLITS} and field in {FIELDS}")
+    return split, field
 
 
 def far_wav_name(session: str, ch: int) -> str:

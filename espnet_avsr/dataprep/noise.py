@@ -31,6 +31,7 @@ from tqdm import tqdm
 from espnet_avsr.common.seeding import utterance_rng
 from espnet_avsr.common import levels
 from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.experiment import SET_JSON, noisy_set_info, read_set_info, write_set_info
 from espnet_avsr.common.fileio import atomic_write_json, atomic_write_text, atomic_write_wav, wav_is_complete
 from espnet_avsr.common.kaldi_dir import read_kv, write_kv
 
@@ -306,7 +307,9 @@ def build_noise(cfg: MixConfig):
 
 def mix_dump_dir(data_dir: PathLike, out_dir: PathLike, cfg: MixConfig, progress: bool = True) -> Dict[str, object]:
     """Write a noisy copy of a dump dir: new wavs under ``out/data``, ``wav.scp`` rewritten,
-    every other top-level file copied unchanged, ``mix_info`` with per-utterance SNRs.
+    every other top-level file copied unchanged, ``mix_info`` with per-utterance SNRs, and
+    last ``set.json``: the source's test set and field with this noise and SNR (the source
+    dump must have its own ``set.json``; scoring reads the facts from there, not from names).
 
     Resumable: utterances whose wav is complete and logged are not mixed again.
     """
@@ -315,6 +318,8 @@ def mix_dump_dir(data_dir: PathLike, out_dir: PathLike, cfg: MixConfig, progress
         raise ValueError(f"--out must differ from --data ({data_dir})")
     wav_scp = dict(read_kv(data_dir / "wav.scp"))
     utt2spk = dict(read_kv(data_dir / "utt2spk")) if (data_dir / "utt2spk").is_file() else {}
+    set_info = noisy_set_info(read_set_info(data_dir), cfg.noise, cfg.snr)
+    (out_dir / SET_JSON).unlink(missing_ok=True)  # written last: its presence marks a finished set
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_record = asdict(cfg)
     cfg_record["data"] = str(data_dir)
@@ -330,7 +335,7 @@ def mix_dump_dir(data_dir: PathLike, out_dir: PathLike, cfg: MixConfig, progress
     atomic_write_json(cfg_path, cfg_record)
 
     for item in sorted(data_dir.iterdir()):
-        if item.is_file() and item.name not in ("wav.scp", INFO_NAME, CONFIG_NAME, _PARTIAL):
+        if item.is_file() and item.name not in ("wav.scp", INFO_NAME, CONFIG_NAME, _PARTIAL, SET_JSON):
             shutil.copyfile(item, out_dir / item.name)
         elif item.is_dir():
             log.info("not copying sub-directory %s (scp files keep pointing to the originals)", item)
@@ -383,6 +388,7 @@ def mix_dump_dir(data_dir: PathLike, out_dir: PathLike, cfg: MixConfig, progress
     write_kv(out_dir / "wav.scp", new_scp)
     atomic_write_text(out_dir / INFO_NAME, "".join(done[u] + "\n" for u in utts if u in done))
     partial.unlink()
+    write_set_info(out_dir, set_info)
     summary = {"utts": len(utts), **counts, "noise": noise_src.describe(), "snr": cfg.snr, "out": str(out_dir)}
     log.info("mix_noise: %s", summary)
     return summary

@@ -16,11 +16,10 @@ import soundfile as sf
 from espnet_avsr.common.errors import DataPrepError
 from espnet_avsr.common.fileio import atomic_write_json
 from espnet_avsr.common.kaldi_dir import join_paths, save_dir
-from espnet_avsr.common.naming import Session, parse_near_stem, speaker_label, utt_id
+from espnet_avsr.common.naming import FIELDS, Session, parse_near_stem, speaker_label, utt_id
 from espnet_avsr.dataprep.transcripts import TEXT_TIER, filter_interval, read_text_tier
 
 PathLike = Union[str, Path]
-FIELDS = ("far", "middle", "near")
 VIDEO_FIELDS = ("far", "middle")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from espnet_avsr.common.errors import DataPrepError
+from espnet_avsr.common.experiment import read_facts
 from espnet_avsr.common.fileio import atomic_write_json
 from espnet_avsr.common.kaldi_dir import read_kv
 from espnet_avsr.eval.cer import CorpusScore, ErrorCounts, SessionScore
@@ -86,6 +87,17 @@ def parse_meta(items: Optional[Sequence[str]]) -> Dict[str, object]:
                 raise ValueError(f"--meta item {piece!r} has an empty key")
             meta[key] = _convert(value.strip())
     return meta
+
+
+def score_meta(items: Optional[Sequence[str]], facts: Optional[Sequence[PathLike]] = None) -> Dict[str, object]:
+    """The meta of a score file: ``--meta`` words plus the facts files their makers wrote
+    (``set.json``, ``condition.json``); a key given twice is an error naming it."""
+    meta = parse_meta(items)
+    recorded = read_facts(facts or ())
+    both = sorted(set(meta) & set(recorded))
+    if both:
+        raise ValueError(f"--meta gives {', '.join(both)}, which the facts files ({', '.join(map(str, facts))}) give too")
+    return {**meta, **recorded}
 
 
 def _pct(x: float) -> str:

@@ -6,11 +6,19 @@ Everything is rebuilt from files, so one command regenerates the whole report:
 * ``relative_cer.json`` (relative_cer)    AVSR hyps scored against ASR hyps
 * ``rep_similarity.json`` (rep_similarity) cosine matrices and CKA
 
-Meta keys read here (all optional except ``model``, which falls back to the experiment
-directory name): ``model``, ``test_set``, ``missing_rate``, ``missing_pattern``, ``fill``,
-``snr`` (number or ``clean``), ``noise``, ``modality`` (``audio`` marks an audio-only model;
-a model named ``A<digits>`` is audio-only too), ``train`` (free text for the training column)
-or ``train_dropout``, ``train_dropout_prob``, ``init``, ``kd``, ``adapter``.
+Every fact comes from a file its maker wrote; nothing is read from a model's or a set's name:
+
+* a model's (kind, modality, training settings) from ``<exp>/<model>/meta.json``
+  (:class:`espnet_avsr.common.experiment.ModelRecord`); a model with a score but without a
+  readable ``meta.json`` stops the report with an error naming the file;
+* a score's from its ``meta``: ``model``; the test set's ``test_set``, ``field``, ``noise``,
+  ``snr`` (null = clean), from the dump's ``set.json``; the decode's ``missing_rate`` (null =
+  no video fed), ``missing_pattern``, ``missing_fill``, from its ``condition.json``. A score
+  whose meta lacks one of them is skipped and listed under Notes.
+
+Order (display only, no fact is read from it): test sets near, middle, far by their recorded
+``field``; rows audio-only models first, then ``AV<digits>``, then the rest, names in natural
+order.
 
 Tables: (i) per test set and missing pattern, the paper's Table 1 layout: model name first,
 training settings second, the missing-rate columns 0 / .25 / .5 / .75 / 1.0 last (audio-only
@@ -32,7 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from espnet_avsr.common.experiment import META_JSON, read_meta
+from espnet_avsr.common.experiment import META_JSON, MetaError, read_meta
 from espnet_avsr.eval.io import EvalInputError, find_files, load_json
 
 PathLike = Union[str, os.PathLike]
@@ -41,8 +49,11 @@ log = logging.getLogger(__name__)
 STANDARD_RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 DROPOUT_RATES = (0.1, 0.3, 0.5, 0.7)
 MISSING = "-"
-_CLEAN = {"clean", "none", "inf"}
-_SNR_IN_NAME = re.compile(r"snr(-|m)?(\d+(?:\.\d+)?)(?:db)?$", re.IGNORECASE)
+FIELD_ORDER = ("near", "middle", "far")  # table and column order of the test sets
+#: meta keys a score must have: result.json (CER), relative_cer.json, rep_similarity.json
+CER_KEYS = ("model", "test_set", "field", "noise", "snr", "missing_rate")
+REL_KEYS = ("model", "test_set", "missing_rate")
+SIM_KEYS = ("model",)
 
 
 # --------------------------------------------------------------------------- loading
@@ -50,7 +61,7 @@ _SNR_IN_NAME = re.compile(r"snr(-|m)?(\d+(?:\.\d+)?)(?:db)?$", re.IGNORECASE)
 
 @dataclass
 class Record:
-    """One score file: its value (percent) and normalised metadata."""
+    """One score file: its value (percent) and the facts its meta records."""
 
     path: Path
     value: float  # CER or relative CER in percent
@@ -63,85 +74,64 @@ class Record:
 
     @property
     def test_set(self) -> str:
-        return str(self.meta.get("test_set") or "test")
+        return str(self.meta["test_set"])
+
+    @property
+    def mic_field(self) -> Optional[str]:
+        return self.meta.get("field")
 
     @property
     def rate(self) -> Optional[float]:
-        r = self.meta.get("missing_rate")
+        """The fraction of video frames dropped; None: no video fed (an audio-only model)."""
+        r = self.meta["missing_rate"]
         return None if r is None else float(r)
 
     @property
-    def pattern(self) -> str:
-        return str(self.meta.get("missing_pattern") or "random")
+    def pattern(self) -> Optional[str]:
+        return self.meta.get("missing_pattern")
 
     @property
-    def fill(self) -> str:
-        return str(self.meta.get("fill") or self.meta.get("missing_fill") or "zeros")
+    def fill(self) -> Optional[str]:
+        return self.meta.get("missing_fill")
 
     @property
     def snr(self) -> Optional[float]:
+        """dB of the added noise; None: a clean set."""
         s = self.meta.get("snr")
-        if s is None:  # fall back on names such as eval_far_babble_snr-2.5 / _snrm5
-            m = _SNR_IN_NAME.search(self.test_set)
-            if m:
-                return float(m.group(2)) * (-1 if m.group(1) else 1)
-            return None
-        if isinstance(s, str) and s.lower() in _CLEAN:
-            return None
-        try:
-            return float(s)
-        except (TypeError, ValueError):
-            return None
+        return None if s is None else float(s)
 
     @property
-    def noise(self) -> str:
-        return str(self.meta.get("noise") or "babble")
-
-    @property
-    def train_dropout(self) -> Optional[float]:
-        v = self.meta.get("train_dropout")
-        try:
-            return None if v is None else float(v)
-        except (TypeError, ValueError):
-            return None
+    def noise(self) -> Optional[str]:
+        return self.meta.get("noise")
 
 
-def _model_from_path(path: Path, exp: Path) -> str:
-    rel = path.relative_to(exp).parts
-    return rel[0] if len(rel) > 1 else "model"
+def _check_meta(meta: Dict, keys: Sequence[str]) -> None:
+    """The keys a score must record; a missing-video rate also needs its pattern and fill."""
+    lacking = [k for k in keys if k not in meta]
+    if "missing_rate" in keys and meta.get("missing_rate") is not None:
+        lacking += [k for k in ("missing_pattern", "missing_fill") if meta.get(k) is None]
+    if lacking:
+        raise KeyError(f"its meta lacks {', '.join(lacking)} (scored by an older recipe? redo stage 10)")
+    for key in ("missing_rate", "snr"):
+        if meta.get(key) is not None and (isinstance(meta[key], bool) or not isinstance(meta[key], (int, float))):
+            raise ValueError(f"meta {key} must be a number or null, got {meta[key]!r}")
 
 
-def model_meta(exp: Path, model: str, cache: Dict[str, Dict]) -> Dict:
-    """``exp/<model>/meta.json`` (the recipe's typed record of the model's training), or {}."""
-    if model not in cache:
-        path, cache[model] = exp / model / META_JSON, {}
-        if path.is_file():
-            try:
-                cache[model] = dict(read_meta(path))
-            except (OSError, ValueError) as e:
-                log.warning("%s: unreadable, ignored (%s)", path, e)
-    return cache[model]
-
-
-def load_records(exp: PathLike, name: str, value_key: str) -> Tuple[List[Record], List[str]]:
-    """All ``name`` files under ``exp``; unreadable ones are skipped and listed.
-
-    A score's own ``meta`` is laid over its model's ``exp/<model>/meta.json`` when that exists,
-    so training settings come from the one record the recipe wrote.
-    """
+def load_records(exp: PathLike, name: str, value_key: str, keys: Sequence[str]) -> Tuple[List[Record], List[str]]:
+    """All ``name`` files under ``exp`` whose meta has ``keys``; the others are skipped and listed."""
     exp = Path(exp)
     records, problems = [], []
-    models: Dict[str, Dict] = {}
     for path in find_files(exp, name):
         try:
             data = load_json(path)
             value = data[value_key]
             if value is None:
                 raise KeyError(value_key)
-            meta = dict(data.get("meta") or {})
-            meta.setdefault("model", _model_from_path(path, exp))
-            meta = {**model_meta(exp, str(meta["model"]), models), **meta}
-            records.append(Record(path, 100.0 * float(value), meta, data))
+            meta = data.get("meta")
+            if not isinstance(meta, dict):
+                raise KeyError("meta")
+            _check_meta(meta, keys)
+            records.append(Record(path, 100.0 * float(value), dict(meta), data))
         except (EvalInputError, KeyError, TypeError, ValueError) as e:
             msg = f"{path}: skipped ({e.__class__.__name__}: {e})"
             log.warning(msg)
@@ -153,23 +143,32 @@ def load_similarities(exp: PathLike) -> Tuple[List[Tuple[Path, Dict]], List[str]
     out, problems = [], []
     for path in find_files(exp, "rep_similarity.json"):
         try:
-            out.append((path, load_json(path)))
-        except EvalInputError as e:
-            log.warning("%s", e)
-            problems.append(str(e))
+            data = load_json(path)
+            if not isinstance(data.get("meta"), dict):
+                raise KeyError("meta")
+            _check_meta(data["meta"], SIM_KEYS)
+            out.append((path, data))
+        except (EvalInputError, KeyError) as e:
+            msg = f"{path}: skipped ({e.__class__.__name__}: {e})"
+            log.warning(msg)
+            problems.append(msg)
     return out, problems
+
+
+def load_model_facts(exp: PathLike, model: str) -> Dict[str, object]:
+    """``<exp>/<model>/meta.json`` as a dict; a missing or malformed one is an error naming it."""
+    path = Path(exp) / model / META_JSON
+    rec = read_meta(path)
+    if rec.model != model:
+        raise MetaError(f"{path}: records model {rec.model!r}, but its scores are those of {model!r}")
+    return rec.as_dict()
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def is_audio_only(model: str, meta: Optional[Dict] = None) -> bool:
-    modality = str((meta or {}).get("modality", "")).lower()
-    if modality in ("audio", "a", "audio_only", "audio-only"):
-        return True
-    if modality in ("av", "audio_visual", "audio-visual", "avsr"):
-        return False
-    return re.fullmatch(r"A\d+\w*", model) is not None and not model.startswith("AV")
+def is_audio_only(meta: Dict) -> bool:
+    return meta["modality"] == "audio"
 
 
 def _natural(s: str) -> List:
@@ -199,13 +198,11 @@ def fmt_rate(r: float) -> str:
 
 
 def training_description(meta: Dict, audio_only: bool) -> str:
-    for key in ("train", "training", "train_desc"):
-        if meta.get(key):
-            return str(meta[key])
+    """The training column, from a model's meta.json: modality, video dropout, init, KD, adapter."""
     parts = []
     if audio_only:
         parts.append("audio only")
-    elif str(meta.get("modality", "")).lower() == "video":
+    elif meta.get("modality") == "video":
         parts.append("video only (lip reader)")
     if meta.get("train_dropout") is not None:
         d = meta["train_dropout"]
@@ -215,10 +212,9 @@ def training_description(meta: Dict, audio_only: bool) -> str:
     if meta.get("init"):
         parts.append(f"init {meta['init']}")
     kd = meta.get("kd")
-    if kd and kd is not False:
+    if kd:
         parts.append("+ MDA-KD" if kd is True else f"+ MDA-KD ({kd})")
-    adapter = meta.get("adapter")
-    if adapter and adapter is not False:
+    if meta.get("adapter"):
         parts.append("+ MS-Adapter")
     return ", ".join(parts) if parts else MISSING
 
@@ -271,23 +267,44 @@ class ReportBuilder:
             raise EvalInputError(f"{self.exp}: experiment directory not found")
         self.plots_dir = Path(plots_dir) if plots_dir else None
         self.report = Report()
-        cer, p1 = load_records(self.exp, "result.json", "cer")
-        rel, p2 = load_records(self.exp, "relative_cer.json", "relative_cer")
+        cer, p1 = load_records(self.exp, "result.json", "cer", CER_KEYS)
+        rel, p2 = load_records(self.exp, "relative_cer.json", "relative_cer", REL_KEYS)
         self.sims, p3 = load_similarities(self.exp)
         self.report.notes += p1 + p2 + p3
         dups: List[str] = []
         self.cer = _dedupe(cer, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr, r.noise), dups)
         self.rel = _dedupe(rel, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr), dups)
         self.report.notes += [f"duplicate: {d}" for d in dups]
-        self.model_meta: Dict[str, Dict] = {}
-        for r in list(self.cer.values()) + list(self.rel.values()):
-            merged = self.model_meta.setdefault(r.model, {})
-            for k, v in r.meta.items():
-                merged.setdefault(k, v)
+        self._facts: Dict[str, Dict] = {}
+        for _, data in self.sims:  # a similarity's model needs its meta.json too
+            self.facts(str(data["meta"]["model"]))
+        # the models of the tables: those with a CER or relative-CER score
+        models = dict.fromkeys(r.model for r in list(self.cer.values()) + list(self.rel.values()))
+        self.model_meta: Dict[str, Dict] = {m: self.facts(m) for m in models}
+        self.fields: Dict[str, Optional[str]] = {}
+        for r in self.cer.values():
+            self.fields.setdefault(r.test_set, r.mic_field)
 
     # -- model facts
+    def facts(self, model: str) -> Dict:
+        """The model's meta.json, read once."""
+        if model not in self._facts:
+            self._facts[model] = load_model_facts(self.exp, model)
+        return self._facts[model]
+
     def audio_only(self, model: str) -> bool:
-        return is_audio_only(model, self.model_meta.get(model))
+        return is_audio_only(self.model_meta[model])
+
+    def dropout_of(self, model: str) -> Optional[float]:
+        """A model's training video-dropout rate (None: not a number, or not an AV model)."""
+        return _as_float(self.facts(model).get("train_dropout"))
+
+    def _sim_model(self, item: Tuple[Path, Dict]) -> str:
+        return str(item[1]["meta"]["model"])
+
+    def _test_set_order(self, ts: str) -> Tuple:
+        f = self.fields.get(ts)
+        return (FIELD_ORDER.index(f) if f in FIELD_ORDER else len(FIELD_ORDER), _natural(ts))
 
     def sorted_models(self, models) -> List[str]:
         return sorted(set(models), key=lambda m: model_sort_key(m, self.audio_only(m)))
@@ -305,7 +322,7 @@ class ReportBuilder:
         for ts in test_sets:  # a test set decoded only without missing video still gets a table
             if not any(g[0] == ts for g in groups):
                 groups.add((ts, "random", "zeros"))
-        return sorted(groups, key=lambda g: (_test_set_order(g[0]), g[1], g[2]))
+        return sorted(groups, key=lambda g: (self._test_set_order(g[0]), g[1], g[2]))
 
     def missing_values(self, test_set: str, pattern: str, fill: str) -> Tuple[List[float], "OrderedDict[str, Dict[float, float]]"]:
         """model -> {rate: CER%} for clean audio; rate 0 / undecoded rates of audio-only rows filled."""
@@ -361,7 +378,7 @@ class ReportBuilder:
                 clean_sets.add(r.test_set)
             else:
                 noisy.add((r.noise, r.snr))
-        cols = [(ts, ("clean", ts)) for ts in sorted(clean_sets, key=_test_set_order)]
+        cols = [(ts, ("clean", ts)) for ts in sorted(clean_sets, key=self._test_set_order)]
         cols += [(f"{n} {s:g} dB", ("noisy", n, s)) for n, s in sorted(noisy, key=lambda x: (x[0], -x[1]))]
         return cols
 
@@ -395,13 +412,12 @@ class ReportBuilder:
         return f"{d:g}" if len(same) == 1 else f"{d:g} ({model})"
 
     def baselines(self) -> Tuple[Optional[str], Optional[str]]:
-        """(audio-only baseline, no-dropout AV baseline): A0/AV0 by name, else by meta."""
-        models = list(self.model_meta)
-        a = "A0" if "A0" in models else next((m for m in self.sorted_models(models) if self.audio_only(m)), None)
-        av = "AV0" if "AV0" in models else next(
-            (m for m in self.sorted_models(models) if not self.audio_only(m) and _as_float(self.model_meta[m].get("train_dropout")) == 0.0),
-            None,
-        )
+        """(audio-only baseline, no-dropout AV baseline): the first audio-only model and the first
+        AV model trained without video dropout, in table order (from meta.json, not names)."""
+        models = self.sorted_models(self.model_meta)
+        a = next((m for m in models if self.audio_only(m)), None)
+        av = next((m for m in models if self.model_meta[m]["modality"] == "av"
+                   and _as_float(self.model_meta[m].get("train_dropout")) == 0.0), None)
         return a, av
 
     def relative_table(self) -> Optional[Table]:
@@ -413,7 +429,7 @@ class ReportBuilder:
         for r in recs:
             cells.setdefault(r.model, {})[r.rate or 0.0] = r.value
         # a model without its own video dropout setting (an MS-Adapter on its base) is "-", last
-        drop = {m: _as_float(self.model_meta.get(m, {}).get("train_dropout")) for m in cells}
+        drop = {m: self.dropout_of(m) for m in cells}
         ordered = sorted(cells, key=lambda m: (drop[m] is None, drop[m] or 0.0, _natural(m)))
         rows = [
             [m, MISSING if drop[m] is None else fmt_rate(drop[m])] + [fmt(cells[m].get(rt)) for rt in rates]
@@ -430,12 +446,13 @@ class ReportBuilder:
         if not self.sims:
             return None
         rows = []
-        for path, data in sorted(self.sims, key=lambda x: (_as_float((x[1].get("meta") or {}).get("train_dropout")) or 0.0, str(x[0]))):
-            meta = data.get("meta") or {}
+        for path, data in sorted(self.sims, key=lambda x: (self.dropout_of(self._sim_model(x)) or 0.0, str(x[0]))):
+            meta = data["meta"]
+            drop = self.dropout_of(str(meta["model"]))
             for p in data.get("pairs", []):
                 rows.append([
-                    str(meta.get("model", _model_from_path(path, self.exp))),
-                    fmt_rate(_as_float(meta.get("train_dropout"))) if _as_float(meta.get("train_dropout")) is not None else MISSING,
+                    str(meta["model"]),
+                    fmt_rate(drop) if drop is not None else MISSING,
                     fmt_rate(_as_float(meta.get("missing_rate")) or 0.0),
                     f"{p.get('asr_layer')} / {p.get('avsr_layer')}",
                     f"{p['cka']:.3f}" if p.get("cka") is not None else MISSING,
@@ -533,8 +550,9 @@ class ReportBuilder:
         if rt is not None:
             rep.tables["relative_cer"] = rt
             bars: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
-            for r in sorted(self.rel.values(), key=lambda r: (-(r.rate or 0.0), r.train_dropout or 0.0, _natural(r.model))):
-                label = f"{r.train_dropout:g}" if r.train_dropout is not None else r.model
+            for r in sorted(self.rel.values(), key=lambda r: (-(r.rate or 0.0), self.dropout_of(r.model) or 0.0, _natural(r.model))):
+                d = self.dropout_of(r.model)
+                label = f"{d:g}" if d is not None else r.model
                 bars.setdefault(f"test missing {fmt_rate(r.rate or 0.0)}", OrderedDict())[label] = r.value
             if pd is not None:
                 self._plot("relative_cer_vs_dropout", plots.grouped_bars, bars, pd / "relative_cer_vs_dropout.png",
@@ -543,15 +561,15 @@ class ReportBuilder:
         if st is not None:
             rep.tables["similarity"] = st
             mats = []
-            for path, data in sorted(self.sims, key=lambda x: (_as_float((x[1].get("meta") or {}).get("train_dropout")) or 0.0, str(x[0]))):
-                meta = data.get("meta") or {}
+            for path, data in sorted(self.sims, key=lambda x: (self.dropout_of(self._sim_model(x)) or 0.0, str(x[0]))):
+                meta = data["meta"]
                 pair = next((p for p in data.get("pairs", []) if p.get("cosine_file")), None)
                 if pair is None or not (path.parent / pair["cosine_file"]).is_file():
                     continue
                 m = np.load(path.parent / pair["cosine_file"])
                 k = min(16, m.shape[0])
-                d = _as_float(meta.get("train_dropout"))
-                label = f"{d:g}" if d is not None else str(meta.get("model", path.parent.name))
+                d = self.dropout_of(str(meta["model"]))
+                label = f"{d:g}" if d is not None else str(meta["model"])
                 mats.append((label, m[:k, :k]))
             if pd is not None and mats:
                 self._plot("similarity_vs_dropout", plots.heatmap_grid, mats, pd / "similarity_vs_dropout.png",
@@ -567,12 +585,6 @@ def _as_float(v) -> Optional[float]:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def _test_set_order(ts: str) -> Tuple:
-    low = ts.lower()
-    rank = 0 if "near" in low else 1 if "middle" in low else 2 if "far" in low else 3
-    return (rank, _natural(ts))
 
 
 def render_markdown(rep: Report, exp: PathLike, out_md: Path) -> str:

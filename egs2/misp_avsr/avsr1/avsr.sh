@@ -168,114 +168,45 @@ root_dir="$(pwd)"
 # Value of a top-level or nested key in a YAML config ("" when absent).
 yaml_get() { "${python}" -m espnet_avsr.bin.experiment value "$1" "$2"; }
 
-# Dropout-study models: derive one config per rate and append the models to the list.
-study_models=""
-declare -A study_rate=()   # study model -> its training dropout rate
-if [ -n "${dropout_study_rates}" ]; then
-    [ -f "${dropout_study_config}" ] || die "--dropout_study_config ${dropout_study_config} does not exist"
-    mkdir -p "${expdir}/conf"
-    for r in ${dropout_study_rates}; do
-        cfg="${expdir}/conf/$(basename "${dropout_study_config}" .yaml)_drop_r${r}.yaml"
-        "${python}" -m espnet_avsr.bin.experiment dropout_config "${dropout_study_config}" "${r}" "${cfg}" \
-            || die "cannot derive a dropout-study config for rate ${r}"
-        models="${models} AVd${r}:${cfg}:${dropout_study_init}"
-        study_models="${study_models} AVd${r}"
-        study_rate["AVd${r}"]="${r}"
-    done
-    unset r cfg
-fi
-
-# Seeds: one copy of the model list per seed, each chain (init, teacher) within its seed.
-declare -A model_seed=() model_base=()
-if [ -n "${seeds}" ]; then
-    read -r -a _seeds <<< "${seeds}"
-    _list="${models}"; models=""
-    for _k in "${_seeds[@]}"; do
-        [[ "${_k}" =~ ^[0-9]+$ ]] || die "--seeds must be non-negative integers, got '${seeds}'"
-        _sfx=""; [ "${_k}" = "${_seeds[0]}" ] || _sfx="_s${_k}"
-        for spec in ${_list}; do
-            IFS=: read -r _n _c _i _t <<< "${spec}"
-            _b="${_n}"; _n="${_n}${_sfx}"
-            if [ -n "${_sfx}" ]; then
-                [ "${_i:--}" = - ] || _i="$(sed "s/\([^+]\{1,\}\)/\1${_sfx}/g" <<< "${_i}")"
-                [ "${_t:--}" = - ] || _t="${_t}${_sfx}"
-            fi
-            models="${models} ${_n}:${_c}:${_i:--}${_t:+:${_t}}"
-            model_seed["${_n}"]="${_k}"; model_base["${_n}"]="${_b}"
-            if [ -n "${study_rate[${_b}]:-}" ]; then
-                study_rate["${_n}"]="${study_rate[${_b}]}"; _study+=" ${_n}"
-            fi
-        done
-    done
-    study_models="${_study:-}"
-    unset _seeds _list _k _sfx _n _c _i _t _b _study spec
-fi
-
-# Models, parsed once: names[i], configs[i], inits[i], teachers[i].
-names=(); configs=(); inits=(); teachers=()
-for spec in ${models}; do
-    IFS=: read -r _n _c _i _t <<< "${spec}"
-    [ -n "${_n}" ] && [ -n "${_c}" ] || die "model spec '${spec}' is not name:config:init[:teacher]"
-    for _k in "${names[@]}"; do   # a second line of the same name would never be trained
-        [ "${_k}" != "${_n}" ] || die "model name ${_n} is declared twice in --models ('${spec}'); each name must be unique"
-    done
-    names+=("${_n}"); configs+=("${_c}"); inits+=("${_i:--}"); teachers+=("${_t:--}")
-done
-unset _n _c _i _t _k
-[ "${#names[@]}" -gt 0 ] || die "--models is empty"
-for i in "${!names[@]}"; do   # init/teacher must be declared earlier in the list
-    for ref in ${inits[$i]//+/ } "${teachers[$i]}"; do
-        [ "${ref}" = - ] && continue
-        ok=false
-        for ((k = 0; k < i; k++)); do [ "${names[$k]}" = "${ref}" ] && ok=true; done
-        ${ok} || die "model ${names[$i]} refers to '${ref}', which is not declared before it in --models"
-    done
-done
-unset ok ref k
-# What each model is, read from the configs' model/encoder/video_frontend keys in one go (one
-# Python start, not one per question): asr (stock ESPnet ASR), vsr (lip reader, encoder:
-# video_conformer), adapter (model: ms_adapter, trains adapters on its frozen init model), avsr;
-# missing: no config. The rule lives in espnet_avsr/common/experiment.py (kind_of).
-mapfile -t kinds < <("${python}" -m espnet_avsr.bin.experiment kinds "${configs[@]}")
-[ "${#kinds[@]}" -eq "${#names[@]}" ] || die "cannot read the model configs (see the error above)"
+# The model list, parsed and checked once in Python (espnet_avsr/common/experiment.py, model_list):
+# the entries of --models, then the dropout-study models (one config per rate derived into
+# ${expdir}/conf), then one copy of the list per seed. It writes ${expdir}/models.tsv, one row per
+# model as it will be trained (name, config, init, teacher, seed, base name without the seed
+# suffix, kind, study rate; "-" = none), and every model's ${expdir}/<name>/meta.json, the record
+# the report reads. The kind comes from the config's model/encoder/video_frontend keys: asr (stock
+# ESPnet ASR), vsr (lip reader, encoder: video_conformer), adapter (model: ms_adapter, trains
+# adapters on its frozen init model), avsr; missing = no config.
+check_configs=()
 if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then   # fail before hours of data prep
-    for i in "${!names[@]}"; do
-        [ -f "${configs[$i]}" ] || die "config ${configs[$i]} of model ${names[$i]} does not exist"
-        if [ "${kinds[$i]}" = adapter ] && [ "${inits[$i]}" = - ]; then
-            die "adapter model ${names[$i]} needs its base AV model as init"
-        fi
-    done
+    check_configs=(--check_configs)
 fi
-
-# The model list as it will be trained, one row per model (read by the report and claims):
-# name, config, init, teacher, seed ("" = ESPnet's default), base name (without the seed suffix).
-for i in "${!names[@]}"; do
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${names[$i]}" "${configs[$i]}" "${inits[$i]}" "${teachers[$i]}" \
-        "${model_seed[${names[$i]}]:-}" "${model_base[${names[$i]}]:-${names[$i]}}"
-done > "${expdir}/models.tsv"
+"${python}" -m espnet_avsr.bin.experiment models --models "${models}" --seeds "${seeds}" \
+    --dropout_study_rates "${dropout_study_rates}" --dropout_study_config "${dropout_study_config}" \
+    --dropout_study_init "${dropout_study_init}" --conf_dir "${expdir}/conf" "${check_configs[@]}" \
+    --out "${expdir}/models.tsv" --exp "${expdir}" \
+    || die "cannot use the model list (--models, --seeds, --dropout_study_*): see the error above"
+names=(); configs=(); inits=(); teachers=(); kinds=()
+declare -A model_seed=() model_base=() study_rate=()
+study_models=""
+while IFS=$'\t' read -r _n _c _i _t _s _b _k _r; do
+    names+=("${_n}"); configs+=("${_c}"); inits+=("${_i}"); teachers+=("${_t}"); kinds+=("${_k}")
+    model_base["${_n}"]="${_b}"
+    [ "${_s}" = - ] || model_seed["${_n}"]="${_s}"
+    if [ "${_r}" != - ]; then study_rate["${_n}"]="${_r}"; study_models+=" ${_n}"; fi
+done < "${expdir}/models.tsv"
+unset _n _c _i _t _s _b _k _r
 
 model_index() {
     local i
     for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && { echo "$i"; return 0; }; done
     die "model '$1' is referenced but not declared in --models"
 }
-# Audio-only models run stock ESPnet ASR; their configs are named train_asr*.yaml.
+# The kind of a model (its config's keys, models.tsv): asr = stock ESPnet ASR (audio only).
 is_asr_model() { [ "${kinds[$(model_index "$1")]}" = asr ]; }
 # Lip readers (encoder: video_conformer) pre-train the video branch: init "A0+V0".
 is_vsr_model() { [ "${kinds[$(model_index "$1")]}" = vsr ]; }
 # MS-Adapter models decode as base checkpoint + --adapter_file.
 is_adapter_model() { [ "${kinds[$(model_index "$1")]}" = adapter ]; }
-
-# "X+Y" inits: X an audio-only model, Y a lip reader, the model itself audio-visual.
-if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then
-    for i in "${!names[@]}"; do
-        [[ "${inits[$i]}" == *+* ]] || continue
-        _a="${inits[$i]%%+*}"; _v="${inits[$i]#*+}"
-        { is_asr_model "${_a}" && is_vsr_model "${_v}" && ! is_asr_model "${names[$i]}" && ! is_vsr_model "${names[$i]}"; } \
-            || die "model ${names[$i]}: init '${inits[$i]}' must be <audio-only model>+<lip reader (encoder: video_conformer)> for an AV model"
-    done
-    unset _a _v
-fi
 
 # The checkpoint a finished model is used through (averaged n-best, else best, else latest).
 model_checkpoint() {
@@ -650,6 +581,8 @@ check_train_inputs() {
     if [ "${train_fresh}" = true ]; then
         local old; old="${out}.replaced_$(date '+%Y%m%d_%H%M%S')"
         mv "${out}" "${old}"
+        # meta.json describes the model of the list (written at start), not the one moved aside
+        mkdir -p "${out}" && mv "${old}/meta.json" "${out}/meta.json"
         rm -f "$(_marker_path "train_$1")"
         log_msg "--train_fresh true: moved it to ${old}; training $1 afresh"
     else
@@ -674,36 +607,31 @@ if stage_begin 9 "train audio-visual models (in list order)"; then
 fi
 
 # ------------------------------------------------------------------ stage 10
-noise_sets() {   # dump names of the babble-noise copies of the test sets
-    local x s
-    for x in ${noise_test_sets:-${test_sets%% *}}; do
-        for s in ${test_snrs}; do echo "${x}_babble${s}"; done
+# The babble-noise copies of the test sets, named here from what they are (which set, which SNR):
+# noise_src / noise_snr keep those facts for the stages, mix_noise records them in each copy's
+# set.json for scoring, and nothing parses the names back.
+noise_list=()
+declare -A noise_src=() noise_snr=()
+for _x in ${noise_test_sets:-${test_sets%% *}}; do
+    for _s in ${test_snrs}; do
+        noise_list+=("${_x}_babble${_s}"); noise_src["${_x}_babble${_s}"]="${_x}"; noise_snr["${_x}_babble${_s}"]="${_s}"
     done
-}
-make_noise_set() {   # make_noise_set <test set> <snr>
-    local src_babble="${babble_source}"
+done
+unset _x _s
+noise_sets() { [ "${#noise_list[@]}" -eq 0 ] || printf '%s\n' "${noise_list[@]}"; }   # their dump names
+is_noise_set() { [ -n "${noise_src[$1]:-}" ]; }
+make_noise_set() {   # make_noise_set <noise set>: babble at noise_snr into the dump of noise_src
+    local x="$1" src_babble="${babble_source}"
     if [ -z "${src_babble}" ]; then   # held-out talkers: voices and text never in training
         src_babble="${expdir}/babble_bank"
         [ -f "${src_babble}/.complete" ] || ${train_cmd} "${expdir}/logs/make_babble_bank.log" \
             "${python}" -m espnet_avsr.bin.make_babble_bank --out "${src_babble}" --seed "${noise_seed}" \
             || die "make_babble_bank failed, see ${expdir}/logs/make_babble_bank.log"
     fi
-    ${train_cmd} "${expdir}/logs/mix_noise_$1_babble$2.log" \
-        "${python}" -m espnet_avsr.bin.mix_noise --data "${dumpdir}/raw/$1" \
-            --out "${dumpdir}/raw/$1_babble$2" --snr "$2" --noise babble \
+    ${train_cmd} "${expdir}/logs/mix_noise_${x}.log" \
+        "${python}" -m espnet_avsr.bin.mix_noise --data "${dumpdir}/raw/${noise_src[${x}]}" \
+            --out "${dumpdir}/raw/${x}" --snr "${noise_snr[${x}]}" --noise babble \
             --babble_source "${src_babble}" --seed "${noise_seed}"
-}
-
-# Training settings for the report (score metadata), from the model list and its config:
-# train_dropout (video dropout rate, 0 = none), train_dropout_prob, init, kd, adapter.
-# Written as exp/<name>/meta.json (the typed record, espnet_avsr/common/experiment.py) and
-# printed as score_cer's --meta words.
-model_meta() {   # model_meta <name>
-    local i; i="$(model_index "$1")"
-    local study=()
-    [[ " ${study_models} " == *" $1 "* ]] && study=(--study dropout)
-    "${python}" -m espnet_avsr.bin.experiment meta --name "$1" --config "${configs[$i]}" --kind "${kinds[$i]}" \
-        --init "${inits[$i]}" --teacher "${teachers[$i]}" "${study[@]}" --out "${expdir}/$1/meta.json"
 }
 
 # Decode directories, ESPnet style: ${expdir}/<model>/<inference tag>/<set>[_miss<rate>_<pattern>].
@@ -733,12 +661,12 @@ decode_conditions_of() {   # decode_conditions_of <model>: "<test> <rate|->" per
     local test rate
     for test in ${test_sets} $(noise_sets); do
         if is_vsr_model "$1"; then   # a lip reader: complete video, clean sets only
-            [[ "${test}" == *_babble* ]] || echo "${test} 0"
+            is_noise_set "${test}" || echo "${test} 0"
         elif is_asr_model "$1"; then
             echo "${test} -"
         else
             rates="${test_missing_rates}"
-            [[ "${test}" == *_babble* ]] && rates="${noise_missing_rates}"
+            if is_noise_set "${test}"; then rates="${noise_missing_rates}"; fi
             for rate in ${rates}; do echo "${test} ${rate}"; done
         fi
     done
@@ -757,17 +685,14 @@ decode_settings() {   # decode_settings <model>: everything a decode of this mod
     fi
 }
 score_condition() {   # score_condition <model> <test> <rate|-> <decode dir> <jobs>
-    local name="$1" test="$2" rate="$3" dir="$4" n="$5" d="${dumpdir}/raw/$2"
+    local name="$1" dir="$4" n="$5" d="${dumpdir}/raw/$2"
     # shellcheck disable=SC2046
     merge_parts "${dir}/text" $(for j in $(seq "${n}"); do echo "${dir}/logdir/output.${j}/1best_recog/text"; done)
-    local snr=clean base="${test}"
-    if [[ "${test}" =~ ^(.*)_babble(-?[0-9.]+)$ ]]; then base="${BASH_REMATCH[1]}"; snr="${BASH_REMATCH[2]}"; fi
-    local miss=(missing_rate="${rate}" missing_pattern="${test_missing_pattern}" "missing_fill=${test_missing_fill:-zeros}")
-    [ "${rate}" = - ] && miss=(missing_rate=none missing_pattern=none)
-    # shellcheck disable=SC2046
+    # the facts of the score: the test set's (set.json) and the decode condition's (condition.json,
+    # written by decode_conditions); the model's own are in ${expdir}/<model>/meta.json
     "${python}" -m espnet_avsr.bin.score_cer --ref "${d}/text" --hyp "${dir}/text" \
-        --out "${dir}/score_cer" --meta $(model_meta "${name}") "test_set=${base}" "snr=${snr}" \
-        noise=$([ "${snr}" = clean ] && echo none || echo babble) "${miss[@]}" \
+        --out "${dir}/score_cer" --meta "model=${name}" \
+        --facts "${d}/set.json" "${dir}/logdir/output.1/condition.json" \
         > "${dir}/score_cer.log" 2>&1 || die "scoring failed, see ${dir}/score_cer.log"
 }
 # decode_prepare <model> <jobs> (reads dec_ngpu): drops a decode made with other settings, splits every test set's
@@ -826,8 +751,13 @@ decode_prepare() {
     log_msg "decode ${name}: ${#pending[@]} condition(s) -> ${root}"
 }
 if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${test_snrs:-none}) and score"; then
-    for x in $(noise_sets); do
-        unit "noise_${x}" "${dumpdir}/raw/${x}/wav.scp" make_noise_set "${x%_babble*}" "${x##*_babble}"
+    # the clean test sets' facts (set.json: the set, its field, no noise), read when scoring and mixing
+    # shellcheck disable=SC2046
+    "${python}" -m espnet_avsr.bin.experiment set_info --dumpdir "${dumpdir}/raw" \
+        $(echo ${test_sets} ${noise_test_sets} | tr ' ' '\n' | awk 'NF && !s[$0]++') \
+        || die "cannot record the test sets' facts (see the error above)"
+    for x in $(noise_sets); do   # set.json is mix_noise's last output
+        unit "noise_${x}" "${dumpdir}/raw/${x}/set.json" make_noise_set "${x}"
     done
     # one decode_conditions process per job for every model: one start-up, each model built once,
     # every job a share of every set (so at most as many jobs as the smallest set has utterances)
@@ -879,12 +809,12 @@ write_claims() {
         is_vsr_model "${name}" && continue
         base="${model_base[${name}]:-${name}}"; seed="${model_seed[${name}]:-0}"
         while read -r test rate; do
-            [ "${test%%_babble*}" = "${set}" ] || continue
+            [ "${noise_src[${test}]:-${test}}" = "${set}" ] || continue
             dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
             [ -f "${dir}/score_cer/result.json" ] || continue
-            if [[ "${test}" == *_babble* ]]; then
+            if is_noise_set "${test}"; then
                 [ "${rate}" = - ] || [ "$(printf '%g' "${rate}")" = 0 ] || continue   # complete video
-                cond="babble=$(printf '%g' "${test##*_babble}")"
+                cond="babble=$(printf '%g' "${noise_snr[${test}]}")"
             elif [ "${rate}" = - ]; then   # audio only: the same decode at every missing rate
                 for rate in ${test_missing_rates}; do
                     printf '%s\t%s\t%s\t%s\n' "${base}" "${seed}" "missing=$(printf '%g' "${rate}")" \
@@ -931,8 +861,8 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
                     unit "relcer_${name}_${test}_${rate}" "${dir}/relative_cer" \
                         "${python}" -m espnet_avsr.bin.relative_cer --ref_hyp "${ref_dir}/text" \
                             --hyp "${dir}/text" --out "${dir}/relative_cer" \
-                            --meta $(model_meta "${name}") "test_set=${test}" "missing_rate=${rate}" \
-                            "missing_pattern=${test_missing_pattern}" "ref_model=${ref}" \
+                            --meta "model=${name}" "ref_model=${ref}" \
+                            --facts "${dumpdir}/raw/${test}/set.json" "${dir}/logdir/output.1/condition.json" \
                             --log_level WARNING
                 done
             done
@@ -954,15 +884,17 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
                     --avsr_model_file "$(model_checkpoint "${name}")" \
                     $(data_opts data "${test}" avsr) --num_samples "${rep_similarity_samples}" \
                     --device cpu --out "${out}" \
-                    --meta $(model_meta "${name}") "test_set=${test}" "ref_model=${ref}"
+                    --meta "model=${name}" "test_set=${test}" "ref_model=${ref}"
         done
     fi
     # The report reads a view of the current results only: this run's decode dirs (not those of
-    # earlier decode settings) and similarity dirs, linked under ${expdir}/.report_view/<model>/.
+    # earlier decode settings) and similarity dirs, linked under ${expdir}/.report_view/<model>/,
+    # next to the model's meta.json.
     view="${expdir}/.report_view"
     rm -rf "${view}"
     for name in "${names[@]}"; do
         mkdir -p "${view}/${name}"
+        if [ -f "${expdir}/${name}/meta.json" ]; then ln -s "$(cd "${expdir}/${name}" && pwd)/meta.json" "${view}/${name}/meta.json"; fi
         while read -r test rate; do
             dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
             if [ -f "${dir}/score_cer/result.json" ]; then
