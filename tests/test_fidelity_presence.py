@@ -393,9 +393,26 @@ def same(got, want, path="") -> List[str]:
     return [] if got == want else [path]
 
 
+@pytest.mark.slow
 def test_missing_frames_reach_every_reader_as_before(tmp_path):
     got = json.loads(json.dumps(fingerprints(tmp_path)))  # tuples -> lists, as recorded
     assert same(got, EXPECTED) == []
+
+
+def test_the_fingerprint_sees_the_flags():
+    """A reading of the flags that moved would move the fingerprint: with masked cross-attention
+    the flagged rows encode differently without their flags, the complete row does not."""
+    av = build(BASE).eval()
+    b = batch()
+    with torch.no_grad():
+        enc, lens, hid = av.encode(b["speech"], b["speech_lengths"], b["video"], b["video_lengths"], b["video_missing"],
+                                   return_hidden=True)
+        bare, _, bare_hid = av.encode(b["speech"], b["speech_lengths"], b["video"], b["video_lengths"],
+                                      return_hidden=True)
+    moved = [not torch.allclose(enc[i, : int(lens[i])], bare[i, : int(lens[i])]) for i in range(4)]
+    assert moved == [False, True, True, True]  # row 3 also has invented frames either way
+    assert digest(hid["video_missing"]) != digest(bare_hid["video_missing"])
+    assert same({"a": 1.0, "b": "x", "c": [1.0]}, {"a": 1.0, "b": "y", "c": [1.1]}) == [".b", ".c"]
 
 
 if __name__ == "__main__":
