@@ -63,6 +63,6 @@ def test_model_drops_to_black_frames_in_training_and_empty_video_is_black():
     black = (frames == black_level()).all(dim=2)
     assert black[0].sum() == round(0.5 * 25) and black[1, :20].sum() == 10  # dropped frames, per utterance
     assert torch.equal(frames[~black], b["video"][:, : frames.size(1)].flatten(2)[~black])
-    video, _, missing = m.empty_video(b["speech"], b["speech_lengths"])
-    assert torch.all(video == black_level()) and missing[0].all()
+    video, presence = m.empty_video(b["speech"], b["speech_lengths"])
+    assert torch.all(video == black_level()) and presence.missing[0].all() and presence.absent.all()
     assert torch.all(model().empty_video(b["speech"], b["speech_lengths"])[0] == 0)  # default: zeros

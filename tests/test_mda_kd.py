@@ -140,7 +140,7 @@ def test_lambda0_equals_plain_model_with_the_same_dropout_mask(teacher_files):
     plain.load_state_dict(student.state_dict(), strict=True)
     masks = []
     for m in (student, plain):
-        m.encoder.register_forward_pre_hook(lambda mod, a, kw: masks.append(kw["video_missing"].clone()), with_kwargs=True)
+        m.encoder.register_forward_pre_hook(lambda mod, a, kw: masks.append(kw["presence"].missing.clone()), with_kwargs=True)
     loss_s, stats_s, _ = step(student, seed=3)
     loss_p, stats_p, _ = step(plain, seed=3)
     assert len(masks) == 2 and masks[0].any() and torch.equal(masks[0], masks[1])

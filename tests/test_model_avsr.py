@@ -15,6 +15,7 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.layers.utterance_mvn import UtteranceMVN
 
 from espnet_avsr.data.collate import AVCollateFn
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.data.video_preprocessor import AVSRPreprocessor, VideoFormatError
 from espnet_avsr.models.av_conformer import AVConformerEncoder, AVLengthMismatchError
 from espnet_avsr.models.espnet_model import ESPnetAVSRModel
@@ -140,18 +141,18 @@ def test_video_dropout_only_in_training():
 
     def spy(mod, args, kwargs):
         seen["video"] = args[2].clone()
-        seen["missing"] = kwargs.get("video_missing")
+        seen["missing"] = kwargs["presence"].missing
 
     m.encoder.register_forward_pre_hook(spy, with_kwargs=True)
     b = batch()
     m.train()
     _, stats, _ = m(**{k: v.clone() for k, v in b.items()})
-    assert seen["missing"] is not None and seen["missing"][0].all()
+    assert seen["missing"][0].all()
     assert float(stats["video_missing_rate"]) == pytest.approx(1.0)
     m.eval()
     with torch.no_grad():
-        m(**{k: v.clone() for k, v in b.items()})
-    assert seen["missing"] is None
+        _, stats, _ = m(**{k: v.clone() for k, v in b.items()})
+    assert not seen["missing"].any() and "video_missing_rate" not in stats  # no flags, no stat
 
 
 # ----------------------------------------------------------------------------- data
@@ -227,14 +228,14 @@ def test_audio_dropout_zeroes_whole_utterances_in_training_only():
     feats = torch.randn(64, 30, 40)
     lens = torch.full((64,), 8)
     torch.manual_seed(0)
-    drop = m.audio_drop_mask(64, lens, None, feats.device)
+    drop = m.audio_drop_mask(VideoPresence.from_batch(lens), feats.device)
     assert drop.dtype == torch.bool and drop.shape == (64,)
     assert 16 <= int(drop.sum()) <= 48
     # a sample whose video is entirely missing keeps its audio
     missing = torch.zeros(64, 8, dtype=torch.bool)
     missing[:32] = True
     torch.manual_seed(0)
-    drop = m.audio_drop_mask(64, lens, missing, feats.device)
+    drop = m.audio_drop_mask(VideoPresence.from_batch(lens, missing), feats.device)
     assert not bool(drop[:32].any()) and bool(drop[32:].any())
     # encode zeroes exactly the drawn samples' whole utterances: hidden["audio_dropped"]
     b = batch()

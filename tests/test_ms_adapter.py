@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from espnet_avsr.models.adapters import LoRALinear, adapter_conf_from_state_dict, is_adapter_key
 from espnet_avsr.models.espnet_model import ESPnetAVSRModel
-from espnet_avsr.data.missing_video import video_absent
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.models.ms_adapter import MSAdapterModel
 from espnet_avsr.tasks.avsr import AVSRTask
 
@@ -129,12 +129,13 @@ def test_bad_adapter_conf_is_refused():
         build(adapter_conf(blocks=["encoder.no_such_blocks"]))
 
 
-def test_video_absent_rule():
+def test_video_absent_rule(pair):
+    _, ms = pair  # the switch reads the batch's VideoPresence (no video at all: None)
     vl = torch.tensor([4, 3, 4])
     missing = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 1, 1]], dtype=torch.bool)  # row 1: pad frame
-    assert video_absent(3, torch.zeros(3, 4), vl, missing).tolist() == [True, True, False]
-    assert video_absent(3, torch.zeros(3, 4), vl, None).tolist() == [False, False, False]
-    assert video_absent(2, None, None, None).tolist() == [True, True]
+    assert ms.audio_only_rows(3, VideoPresence.from_batch(vl, missing)).tolist() == [True, True, False]
+    assert ms.audio_only_rows(3, VideoPresence.from_batch(vl, None)).tolist() == [False, False, False]
+    assert ms.audio_only_rows(2, None).tolist() == [True, True]
 
 
 # ----------------------------------------------------------------------------- switch

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from espnet_avsr.data.missing_video import simulate_missing
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.eval.bias import pooled_mean
 from espnet_avsr.eval.similarity import PooledRepresentations
 from espnet_avsr.tasks.avsr import AVSRTask
@@ -137,12 +138,11 @@ def avsr_layer_outputs(
     speech: torch.Tensor,
     speech_lengths: torch.Tensor,
     video: torch.Tensor,
-    video_lengths: torch.Tensor,
+    presence: VideoPresence,
     layers: Sequence[str],
-    video_missing: Optional[torch.Tensor] = None,
 ) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
     """Named layer outputs from an AVSR model's ``encode(..., return_hidden=True)``."""
-    enc, lens, hidden = model.encode(speech, speech_lengths, video, video_lengths, video_missing=video_missing, return_hidden=True)
+    enc, lens, hidden = model.encode(speech, speech_lengths, video, presence=presence, return_hidden=True)
     out: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
     for name in layers:
         if name == OUTPUT:
@@ -198,15 +198,12 @@ def collect_pooled(
             if "video" not in batch:
                 raise ValueError("the AVSR model needs a video input: add roi.scp,video,npy to --data_path_and_name_and_type")
             video = batch["video"].to(device)
-            video_lengths = batch["video_lengths"].to(device)
             # frames the data already lacks (an utterance kept without lip ROIs) stay flagged
-            video_missing = batch.get("video_missing")
-            if video_missing is not None:
-                video_missing = video_missing.to(device)
+            presence = VideoPresence.from_batch(batch["video_lengths"].to(device), batch.get("video_missing"))
             if missing is not None and missing.rate > 0:
-                video, simulated = simulate_batch_missing(video, video_lengths, keys, missing.rate, missing.pattern, missing.fill, missing.seed)
-                video_missing = simulated if video_missing is None else (video_missing[:, : simulated.size(1)] | simulated)
-            v_out = avsr_layer_outputs(avsr_model, speech, speech_lengths, video, video_lengths, avsr_layers, video_missing)
+                video, simulated = simulate_batch_missing(video, presence.lengths, keys, missing.rate, missing.pattern, missing.fill, missing.seed)
+                presence = presence.union(simulated)
+            v_out = avsr_layer_outputs(avsr_model, speech, speech_lengths, video, presence, avsr_layers)
         else:
             v_out = asr_layer_outputs(avsr_model, speech, speech_lengths, avsr_layers)
         for side, outs in (("asr", a_out), ("avsr", v_out)):

@@ -18,7 +18,8 @@ CLI::
 Missing frames are simulated per utterance with ``simulate_missing(video, utt_id, ...)``
 so every model decoded with the same seed sees the same frames. ``--audio_only`` feeds no
 video (every frame missing); so does an utterance the dump kept without any video
-(``make_dump --no_roi mark``: zero-length ROI, flagged by the collate).
+(``make_dump --no_roi mark``: zero-length ROI, flagged by the collate). Which frames an
+utterance has is its ``VideoPresence`` (the batch's, with the simulation added by ``union``).
 Outputs ``<output_dir>/1best_recog/{text,token,token_int,score}``.
 
 MS-Adapters: ``--adapter_file adapters.pth`` (an adapter-only file, or a full
@@ -59,6 +60,7 @@ from espnet.nets.scorers.length_bonus import LengthBonus
 from espnet_avsr.common.checkpoint import load_state_file
 from espnet_avsr.common.cli import run_cli
 from espnet_avsr.data.missing_video import FILLS, PATTERNS, simulate_missing
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key
 from espnet_avsr.models.ms_adapter import SWITCH_MODES, MSAdapterModel, adapter_conf_for, maybe_adapter_scope
 from espnet_avsr.tasks.avsr import AVSRTask
@@ -231,20 +233,17 @@ class AVSpeech2Text:
             "speech": speech.unsqueeze(0).to(getattr(torch, self.dtype)),
             "speech_lengths": torch.tensor([speech.size(0)]),
         }
+        presence = None  # no video at all
         if video is not None:
             v = self.prepare_video(video)
             batch["video"] = v.unsqueeze(0).to(getattr(torch, self.dtype))
-            batch["video_lengths"] = torch.tensor([v.size(0)])
-            if video_missing is not None:
-                batch["video_missing"] = torch.as_tensor(np.asarray(video_missing, dtype=bool)).unsqueeze(0)
+            presence = VideoPresence.of_utterance(v.size(0), video_missing).to(self.device)
         batch = to_device(batch, device=self.device)
-        adapted = isinstance(self.model, MSAdapterModel) and bool(
-            self.model.audio_only_rows(1, batch.get("video"), batch.get("video_lengths"), batch.get("video_missing"))[0]
-        )
+        adapted = isinstance(self.model, MSAdapterModel) and bool(self.model.audio_only_rows(1, presence)[0])
         self.last_route = "adapter" if adapted else "av"
         # the decoder adapters must stay on (or off) for the whole beam search
         with maybe_adapter_scope(self.model, adapted):
-            enc, enc_lens, aux = self.model.encode(**batch, return_hidden=True)
+            enc, enc_lens, aux = self.model.encode(**batch, presence=presence, return_hidden=True)
             hyps = self.beam_search(x=enc[0], maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
         results = []
         for hyp in hyps[: self.nbest]:
@@ -321,16 +320,16 @@ def decode_data(
             if not audio_only:
                 if "video" not in batch:
                     raise ValueError(f"{key}: no video given; pass roi.scp as ',video,npy' or use --audio_only")
-                nv = int(batch["video_lengths"][0])
-                given = batch["video_missing"][0, :nv].numpy() if "video_missing" in batch else None
-                if given is not None and nv > 0 and given.all():
+                presence = VideoPresence.from_batch(batch["video_lengths"], batch.get("video_missing"))
+                if not bool(presence.has_video[0]):
                     n_absent += 1  # the dump's no-video marker: decode as video entirely missing (video=None)
                 else:
-                    video, mask = batch["video"][0, :nv], (given if given is not None and given.any() else None)
+                    video = batch["video"][0, : presence.width]
                     if missing_rate > 0:
                         video, sim = simulate_missing(video, key, missing_rate, missing_pattern, missing_fill, missing_seed)
                         n_missing += int(sim.sum())
-                        mask = sim if mask is None else (mask | sim)
+                        presence = presence.union(sim[None])
+                    mask = presence.missing[0].numpy()
                     n_frames += int(video.shape[0])
             results = s2t(speech, video, mask)
             n_adapted += s2t.last_route == "adapter"

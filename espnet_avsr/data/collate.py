@@ -7,7 +7,9 @@ the ROI sizes of a batch disagree, instead of a deep stack trace in ``pad_list``
 A zero-length video is the dump's "no video at all" marker (``make_dump --no_roi mark``
 keeps evaluation utterances whose face was never found). It becomes zero frames (the
 missing-frame fill) as long as the audio, flagged in ``video_missing`` (B, T) bool, so the
-model decodes the utterance as video entirely missing (and MS-Adapters switch on).
+model decodes the utterance as video entirely missing (and MS-Adapters switch on). Which
+frames exist is ``VideoPresence``'s to say (``data/presence.py``): the flags are its
+``from_absent`` reading of the marker.
 Every batch with video carries ``video_missing`` (all False without markers): ESPnet's
 collect_stats lists the keys of one batch per job and expects them in all.
 """
@@ -22,6 +24,7 @@ import torch
 from espnet2.train.collate_fn import CommonCollateFn
 
 from espnet_avsr.common.timing import SAMPLES_PER_FRAME
+from espnet_avsr.data.presence import VideoPresence, is_no_video_marker
 
 
 class AVCollateFn(CommonCollateFn):
@@ -50,12 +53,11 @@ class AVCollateFn(CommonCollateFn):
         shapes = {uid: d[self.video_name].shape[1:] for uid, d in data if self.video_name in d}
         if len(set(shapes.values())) > 1:
             raise ValueError(f"video frames differ in size within a batch: {shapes}")
-        absent = [self.video_name in d and d[self.video_name].shape[0] == 0 for _, d in data]
+        absent = [self.video_name in d and is_no_video_marker(d[self.video_name]) for _, d in data]
         data = [(uid, self.absent_as_missing(uid, d) if gone else d) for (uid, d), gone in zip(data, absent)]
         uids, batch = super().__call__(data)
         if self.video_name not in batch:
             return uids, batch
-        lengths = batch[f"{self.video_name}_lengths"]
-        valid = torch.arange(batch[self.video_name].size(1))[None, :] < lengths[:, None]
-        batch[f"{self.video_name}_missing"] = valid & torch.tensor(absent)[:, None]
+        presence = VideoPresence.from_absent(batch[f"{self.video_name}_lengths"], torch.tensor(absent))
+        batch[f"{self.video_name}_missing"] = presence.missing
         return uids, batch

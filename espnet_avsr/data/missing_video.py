@@ -19,6 +19,9 @@ changes ``preprocessor_conf.mean/std`` must give the same values to ``black``.
 
 Test-time masks are seeded per utterance from ``(seed, utt_id)`` with a stable hash, so
 every model decoded with the same seed sees the same missing frames.
+
+This module draws masks and fills frames; which frames a sample then has is
+``VideoPresence``'s answer (``data/presence.py``: a draw enters it with ``union``).
 """
 
 from __future__ import annotations
@@ -195,36 +198,3 @@ def apply_batch_missing(
         sel = mask.to(video.device).view(*mask.shape, *([1] * (video.dim() - 2)))
         return video.masked_fill(sel, fill_value(fill, mean, std))
     return torch.stack([apply_missing(video[b], mask[b], fill) for b in range(video.shape[0])])
-
-
-# --------------------------------------------------------------------------- which frames exist
-def frames_present(video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]) -> torch.Tensor:
-    """(B, T) bool: the frames a sample really has, valid (< its length) and not flagged missing.
-
-    The one reading of the ``video_lengths`` + ``video_missing`` pair (collate, dropout and the
-    test-time simulation all write it): frames beyond the mask's width count as present.
-    """
-    lengths = video_lengths
-    if video_missing is None:
-        t = int(lengths.max()) if lengths.numel() else 0
-        return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
-    missing = video_missing.bool()
-    lengths = lengths.to(missing.device)
-    t = max(int(lengths.max()), missing.size(1)) if lengths.numel() else 0
-    m = torch.zeros(lengths.size(0), t, dtype=torch.bool, device=missing.device)
-    m[:, : missing.size(1)] = missing[:, :t]
-    return (torch.arange(t, device=missing.device)[None, :] < lengths[:, None]) & ~m
-
-
-def video_absent(
-    batch_size: int,
-    video: Optional[torch.Tensor],
-    video_lengths: Optional[torch.Tensor],
-    video_missing: Optional[torch.Tensor],
-) -> torch.Tensor:
-    """(B,) bool on CPU: True where the sample has no usable video frame at all (or no video is given)."""
-    if video is None or video_lengths is None:
-        return torch.ones(batch_size, dtype=torch.bool)
-    lengths = video_lengths.detach().cpu()
-    missing = None if video_missing is None else video_missing.detach().cpu()
-    return ~frames_present(lengths, missing).any(dim=1) if batch_size else torch.zeros(0, dtype=torch.bool)

@@ -24,7 +24,7 @@ differ by at most ``length_tolerance`` frames both are trimmed to the shorter. L
 differences raise ``AVLengthMismatchError`` naming the utterance (``on_length_mismatch:
 error``, the default) or, with ``on_length_mismatch: repeat_last``, the audio length wins:
 longer video is trimmed, shorter video is extended by repeating its last frame and the
-added frames are flagged missing.
+added frames are flagged missing (``VideoPresence.reconcile``).
 
 Audio-only route (``forward_audio_only``, used by the MS-Adapter switch): the audio
 stream runs through ``audio_blocks`` without cross-attention, an optional ``bridge``
@@ -56,6 +56,7 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
 )
 
 from espnet_avsr.common.timing import subsampled_length
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.models.fusion import DualCrossAttention, MultiLayerMerge, StreamMerge
 
 EncoderOutput = Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]
@@ -86,6 +87,17 @@ def reconcile_lengths(
         )
     common = torch.minimum(audio_lengths, video_lengths)
     return torch.where(bad, audio_lengths, common)
+
+
+def encoder_presence(
+    video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor], presence: Optional[VideoPresence]
+) -> VideoPresence:
+    """An encoder's ``VideoPresence``: the model's, or one read from the tensors of a direct call."""
+    if presence is None:
+        return VideoPresence.from_batch(video_lengths, video_missing)
+    if video_missing is not None:
+        raise ValueError("give video_missing or presence, not both")
+    return presence
 
 
 def fit_video(video: torch.Tensor, video_lengths: torch.Tensor, lengths: torch.Tensor, t: int) -> torch.Tensor:
@@ -237,12 +249,14 @@ class AVConformerEncoder(AbsEncoder):
         video_missing: Optional[torch.Tensor] = None,
         return_hidden: bool = False,
         utt_ids: Optional[Sequence[str]] = None,
+        presence: Optional[VideoPresence] = None,
     ) -> EncoderOutput:
         """Encode both streams.
 
         Args:
             feats: (B, L, F) normalised fbank; video_feats: (B, Tv, Dv) front-end output.
             video_missing: (B, Tv) bool, True = frame missing (already filled upstream).
+            presence: the model's ``VideoPresence`` of the video, instead of ``video_missing``.
         Returns:
             (out (B, T, D), out_lens (B,), aux). ``aux`` always holds ``video`` (the
             last video stream, (B, T, D)) and ``video_missing`` ((B, T) bool after length
@@ -250,19 +264,14 @@ class AVConformerEncoder(AbsEncoder):
             (after fusion layer i), ``fusion`` (merged streams, the shared blocks' input),
             ``shared.<j>`` and, with ``merge: figure``, ``merge_in.<k>`` (the FFN's inputs).
         """
+        presence = encoder_presence(video_lengths, video_missing, presence)
         audio, audio_lengths = self.subsample_audio(feats, feats_lengths)
         lengths = reconcile_lengths(audio_lengths, video_lengths, self.length_tolerance, self.on_length_mismatch, utt_ids)
         t = int(lengths.max())
         audio = audio[:, :t]
         video = fit_video(self.video_proj(video_feats), video_lengths, lengths, t)
-        if video_missing is None:
-            missing = torch.zeros(video.shape[:2], dtype=torch.bool, device=video.device)
-        else:
-            missing = fit_video(video_missing.to(video.device).unsqueeze(-1), video_lengths, lengths, t).squeeze(-1)
-        # frames invented by repeat_last are not real video
-        invented = torch.arange(t, device=video.device)[None, :] >= video_lengths.to(video.device)[:, None]
+        missing = presence.reconcile(lengths.to(video.device)).missing  # repeat_last's frames are not real video
         valid = ~make_pad_mask(lengths, maxlen=t).to(video.device)
-        missing = (missing | invented) & valid
 
         mask = valid[:, None, :]
         key_mask_video = (mask & ~missing[:, None, :]) if self.mask_missing_in_cross_attention else None
@@ -324,7 +333,7 @@ class AVConformerEncoder(AbsEncoder):
                 hidden[f"audio.{i}"] = audio
         x = audio if bridge is None else bridge(audio)
         hidden["video"] = x.new_zeros(x.shape)
-        hidden["video_missing"] = valid
+        hidden["video_missing"] = VideoPresence.all_missing(lengths).missing
         if return_hidden:
             hidden["fusion"] = x
         for j, block in enumerate(self.shared_blocks):

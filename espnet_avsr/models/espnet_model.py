@@ -17,6 +17,10 @@ corpus the audio branch memorises the training speakers, and an AV model then fi
 training data through the audio alone and stops reading lips (RESULTS.md, small runs);
 modality dropout of the audio is AV-HuBERT's remedy for the same imbalance. ``encode``
 takes a given draw (``audio_drop``) so the KD teacher can hear what the student heard.
+
+Which frames exist: ``forward`` and ``encode`` turn the batch's ``video_lengths`` +
+``video_missing`` into one ``VideoPresence`` (``data/presence.py``) and hand that on;
+video dropout adds its draw to it (``union``), audio dropout and the encoder read it.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_avsr.data.missing_video import (VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value,
-                                             frames_present)
+from espnet_avsr.data.missing_video import VideoDropoutConfig, apply_batch_missing, batch_dropout_mask, fill_value
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.common.timing import CROP_SIZE, subsampled_length
 from espnet_avsr.models.av_conformer import AVConformerEncoder
 from espnet_avsr.models.visual_frontend import AbsVideoFrontend
@@ -135,14 +139,32 @@ class ESPnetAVSRModel(ESPnetASRModel):
         mask_t = torch.from_numpy(mask).to(video.device)
         return apply_batch_missing(video, mask_t, cfg.fill, cfg.mean, cfg.std), mask_t
 
-    def audio_drop_mask(
-        self, batch_size: int, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor], device: torch.device
-    ) -> torch.Tensor:
+    def audio_drop_mask(self, presence: VideoPresence, device: torch.device) -> torch.Tensor:
         """(B,) bool: the samples drawn with ``audio_dropout`` among those that keep some video."""
-        has_video = frames_present(video_lengths, video_missing).any(dim=1)
-        return (torch.rand(batch_size, device=device) < self.audio_dropout) & has_video.to(device)
+        return (torch.rand(presence.batch_size, device=device) < self.audio_dropout) & presence.has_video.to(device)
 
-    def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def batch_presence(
+        video: Optional[torch.Tensor],
+        video_lengths: Optional[torch.Tensor],
+        video_missing: Optional[torch.Tensor],
+        presence: Optional[VideoPresence],
+    ) -> Optional[VideoPresence]:
+        """The model boundary: the batch's tensors or a ``VideoPresence`` made from them, not both.
+
+        None when there is no video at all.
+        """
+        if presence is not None:
+            if video_lengths is not None or video_missing is not None:
+                raise ValueError("give video_lengths/video_missing or presence, not both")
+            if video is None:
+                raise ValueError("presence describes a video: pass the video too (video=None means no video)")
+            return presence
+        if video is None:
+            return None
+        return VideoPresence.from_batch(video_lengths, video_missing)
+
+    def empty_video(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, VideoPresence]:
         """A video with every frame missing, as long as the subsampled audio (audio-only use).
 
         Its frames hold what the model's missing frames hold in training: black with
@@ -154,8 +176,7 @@ class ESPnetAVSRModel(ESPnetASRModel):
         cfg = self.video_dropout
         value = fill_value("black", cfg.mean, cfg.std) if cfg is not None and cfg.fill == "black" else 0.0
         video = speech.new_full((speech.size(0), int(n.max()), side, side), value, dtype=torch.float32)
-        missing = torch.arange(int(n.max()), device=speech.device)[None, :] < n[:, None]
-        return video, n, missing
+        return video, VideoPresence.all_missing(n)
 
     def audio_features(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Front-end features with SpecAugment (training mode only), before normalisation.
@@ -180,10 +201,13 @@ class ESPnetAVSRModel(ESPnetASRModel):
         utt_ids: Optional[Sequence[str]] = None,
         audio_drop: Optional[torch.Tensor] = None,
         audio_feats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        presence: Optional[VideoPresence] = None,
     ) -> EncodeResult:
         """Frontends + AV encoder.
 
         ``video=None`` means no video at all: ``empty_video`` (every frame missing).
+        ``presence``: the ``VideoPresence`` of ``video``, in place of ``video_lengths`` +
+        ``video_missing`` (made once by a caller that has already read them).
         ``audio_drop``: (B,) bool, zero these samples' audio whatever the mode; None draws it
         with ``audio_dropout`` in training. The KD teacher gets the student's draw
         (hidden["audio_dropped"] holds the draw used).
@@ -191,28 +215,27 @@ class ESPnetAVSRModel(ESPnetASRModel):
         and SpecAugment here (MDA-KD's ``kd_teacher_audio: student``); still normalised here.
         Returns ``(enc, enc_lens)`` or ``(enc, enc_lens, hidden)`` (DESIGN §5).
         """
-        if video is None:
-            video, video_lengths, video_missing = self.empty_video(speech, speech_lengths)
+        presence = self.batch_presence(video, video_lengths, video_missing, presence)
+        if presence is None:
+            video, presence = self.empty_video(speech, speech_lengths)
         if audio_feats is None:
             feats, feats_lengths = self.audio_features(speech, speech_lengths)
         else:  # a copy: ESPnet's normalize layers work in place and the caller reuses the draw
             feats, feats_lengths = audio_feats[0].clone(), audio_feats[1]
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
-        video = video[:, : int(video_lengths.max())]
+        video = video[:, : presence.width]
         if audio_drop is None and self.training and self.audio_dropout > 0:
-            audio_drop = self.audio_drop_mask(feats.size(0), video_lengths, video_missing, feats.device)
+            audio_drop = self.audio_drop_mask(presence, feats.device)
         if audio_drop is not None:
             audio_drop = audio_drop.to(device=feats.device, dtype=torch.bool)
             if audio_drop.shape != (feats.size(0),):
                 raise ValueError(f"audio_drop must be ({feats.size(0)},) bool, got {tuple(audio_drop.shape)}")
             feats = feats.masked_fill(audio_drop[:, None, None], 0.0)
-        if video_missing is not None:
-            video_missing = video_missing[:, : video.size(1)]
         with torch.no_grad() if self.freeze_video_frontend else contextlib.nullcontext():
-            vfeats, vlens = self.video_frontend(video, video_lengths)
+            vfeats, vlens = self.video_frontend(video, presence.lengths)
         enc, enc_lens, hidden = self.encoder(
-            feats, feats_lengths, vfeats, vlens, video_missing=video_missing, return_hidden=return_hidden, utt_ids=utt_ids
+            feats, feats_lengths, vfeats, vlens, presence=presence, return_hidden=return_hidden, utt_ids=utt_ids
         )
         if return_hidden:
             hidden["audio_dropped"] = audio_drop if audio_drop is not None else torch.zeros(
@@ -262,14 +285,15 @@ class ESPnetAVSRModel(ESPnetASRModel):
             )
         batch_size = speech.shape[0]
         text = self.prepare_text(text, text_lengths)
-        video = video[:, : int(video_lengths.max())]
-        video, video_missing, _ = self.apply_training_dropout(video, video_lengths, video_missing)
+        presence = VideoPresence.from_batch(video_lengths, video_missing)
+        video = video[:, : presence.width]
+        video, presence, dropped = self.apply_training_dropout(video, presence)
         enc, enc_lens, aux = self.encode(
-            speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=kwargs.get("utt_id")
+            speech, speech_lengths, video, presence=presence, return_hidden=True, utt_ids=kwargs.get("utt_id")
         )
         loss, stats = self.losses(enc, enc_lens, aux, text, text_lengths)
-        if video_missing is not None:
-            stats["video_missing_rate"] = aux["video_missing"].float().sum() / enc_lens.sum().clamp(min=1)
+        if video_missing is not None or dropped is not None:  # the stat's key set stays what it was
+            stats["video_missing_rate"] = self.missing_rate(enc_lens, aux)
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
@@ -285,18 +309,23 @@ class ESPnetAVSRModel(ESPnetASRModel):
         return text
 
     def apply_training_dropout(
-        self, video: torch.Tensor, video_lengths: torch.Tensor, video_missing: Optional[torch.Tensor]
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Training-mode video dropout merged into ``video_missing``.
+        self, video: torch.Tensor, presence: VideoPresence
+    ) -> Tuple[torch.Tensor, VideoPresence, Optional[torch.Tensor]]:
+        """Training-mode video dropout added to ``presence``.
 
-        Returns ``(video, video_missing, dropped)``; ``dropped`` is None when no dropout ran.
-        The one place forward and the KD wrapper draw dropout, so both use the RNG alike.
+        Returns ``(video, presence, dropped)``; ``dropped`` (the draw, (B, T) bool) is None
+        when no dropout ran. The one place forward and the KD wrapper draw dropout, so both
+        use the RNG alike.
         """
         if not (self.training and self.video_dropout is not None and self.video_dropout.prob > 0):
-            return video, video_missing, None
-        video, dropped = self.drop_video(video, video_lengths)
-        merged = dropped if video_missing is None else (video_missing[:, : dropped.size(1)] | dropped)
-        return video, merged, dropped
+            return video, presence, None
+        video, dropped = self.drop_video(video, presence.lengths)
+        return video, presence.union(dropped), dropped
+
+    @staticmethod
+    def missing_rate(enc_lens: torch.Tensor, aux: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The ``video_missing_rate`` stat: missing frames after the encoder's length reconciliation."""
+        return VideoPresence(enc_lens, aux["video_missing"]).missing_fraction()
 
     def losses(
         self,

@@ -12,6 +12,7 @@ with ``kl``) toward the teacher's, over valid frames only.
 What differs between the teacher's input and the student's, exactly:
 
 - the video: complete for the teacher, after video dropout for the student (the point);
+  one ``VideoPresence`` of the batch, the student's with the dropout draw added;
 - the audio dropout draw: never, the teacher gets the student's audio-zeroed samples
   (a teacher that hears audio the student lost would ask for a representation no lip
   reading can reach, and KD would fight the CTC/attention losses on those samples);
@@ -46,6 +47,7 @@ from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_avsr.common.checkpoint import load_state_file
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.models.espnet_model import ESPnetAVSRModel
 from espnet_avsr.models.kd_losses import DISTANCES, masked_kd_loss
 from espnet_avsr.models.registry import register
@@ -245,7 +247,7 @@ class MDAKDModel(ESPnetAVSRModel):
     def _teacher_views(
         self,
         teacher: ESPnetAVSRModel,
-        batch: Tuple[torch.Tensor, ...],
+        batch: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, VideoPresence],
         text: torch.Tensor,
         text_lengths: torch.Tensor,
         utt_ids: Optional[Sequence[str]],
@@ -253,11 +255,11 @@ class MDAKDModel(ESPnetAVSRModel):
         audio_feats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         """One no-grad teacher pass on the complete video: the compared tensors + enc lengths."""
-        speech, speech_lengths, video, video_lengths, video_missing = batch
+        speech, speech_lengths, video, presence = batch
         with torch.no_grad():
             enc, lens, hidden = teacher.encode(
-                speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=utt_ids,
-                audio_drop=audio_drop, audio_feats=audio_feats,
+                speech, speech_lengths, video, return_hidden=True, utt_ids=utt_ids,
+                audio_drop=audio_drop, audio_feats=audio_feats, presence=presence,
             )
             views: Dict[str, torch.Tensor] = {}
             for key in self.kd_layers:
@@ -352,17 +354,18 @@ class MDAKDModel(ESPnetAVSRModel):
         if not self.kd_enabled:
             raise TeacherError("MDA-KD: distill() needs model_conf.teacher_model_file and teacher_config")
         text = self.prepare_text(text, text_lengths)
-        video = video[:, : int(video_lengths.max())]
-        complete, complete_missing = video, video_missing
+        presence = VideoPresence.from_batch(video_lengths, video_missing)
+        video = video[:, : presence.width]
+        complete, complete_presence = video, presence
         # same order of RNG use as ESPnetAVSRModel.forward: video dropout, the student's specaug,
         # its audio dropout; the eval-mode teacher draws no random numbers
-        video, video_missing, dropped = self.apply_training_dropout(video, video_lengths, video_missing)
+        video, presence, dropped = self.apply_training_dropout(video, presence)
         audio_feats = self.audio_features(speech, speech_lengths) if self.kd_teacher_audio == "student" else None
 
         s_views: Dict[str, torch.Tensor] = {}
         enc, enc_lens, aux = self.encode(
-            speech, speech_lengths, video, video_lengths, video_missing, return_hidden=True, utt_ids=utt_ids,
-            audio_feats=audio_feats,
+            speech, speech_lengths, video, return_hidden=True, utt_ids=utt_ids, audio_feats=audio_feats,
+            presence=presence,
         )
         with self._capture_decoder_logits(s_views):
             loss_asr, stats = self.losses(enc, enc_lens, aux, text, text_lengths)
@@ -374,7 +377,7 @@ class MDAKDModel(ESPnetAVSRModel):
         if audio_feats is not None:
             self._check_same_frontend(teacher)
         t_views, t_lens = self._teacher_views(
-            teacher, (speech, speech_lengths, complete, video_lengths, complete_missing), text, text_lengths, utt_ids,
+            teacher, (speech, speech_lengths, complete, complete_presence), text, text_lengths, utt_ids,
             audio_drop=aux["audio_dropped"], audio_feats=audio_feats,
         )
         if not torch.equal(t_lens.to(enc_lens.device), enc_lens):
@@ -390,8 +393,8 @@ class MDAKDModel(ESPnetAVSRModel):
         stats["loss_asr"] = loss_asr.detach()
         stats["loss_kd"] = loss_kd.detach()
         stats["loss"] = loss.detach()
-        if video_missing is not None:
-            stats["video_missing_rate"] = aux["video_missing"].float().sum() / enc_lens.sum().clamp(min=1)
+        if video_missing is not None or dropped is not None:
+            stats["video_missing_rate"] = self.missing_rate(enc_lens, aux)
         return loss, stats
 
 

@@ -5,7 +5,7 @@
 blocks and the decoder's self/source attention. Per sample:
 
 - video present (any frame not missing): the base model, adapters off, bit-identical;
-- video absent (every valid frame of ``video_missing`` True, ``video=None``, or
+- video absent (``VideoPresence.absent``: no frame exists; ``video=None``; or
   ``adapter_switch: always``): adapters on, and the video front-end, video blocks,
   cross-attention and merge FFN are *not computed*. With the encoder's ``merge: figure``
   (shared input = a_N + FFN(video streams)) the audio blocks feed the shared blocks
@@ -43,7 +43,7 @@ from torch import nn
 
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_avsr.data.missing_video import video_absent
+from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.models.adapters import (
     AdapterConfig,
     LowRankBranch,
@@ -180,19 +180,16 @@ class MSAdapterModel(ESPnetAVSRModel):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ routing
-    def audio_only_rows(
-        self,
-        batch_size: int,
-        video: Optional[torch.Tensor] = None,
-        video_lengths: Optional[torch.Tensor] = None,
-        video_missing: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """(B,) bool: which samples take the adapted audio-only path under the switch mode."""
+    def audio_only_rows(self, batch_size: int, presence: Optional[VideoPresence]) -> torch.Tensor:
+        """(B,) bool on the CPU: which samples take the adapted audio-only path under the switch
+        mode; ``presence`` None means no video at all."""
         if self.adapter_switch == "always":
             return torch.ones(batch_size, dtype=torch.bool)
         if self.adapter_switch == "off":
             return torch.zeros(batch_size, dtype=torch.bool)
-        return video_absent(batch_size, video, video_lengths, video_missing)
+        if presence is None:
+            return torch.ones(batch_size, dtype=torch.bool)
+        return presence.absent.cpu()
 
     def encode_adapted(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor, return_hidden: bool = False
@@ -210,28 +207,30 @@ class MSAdapterModel(ESPnetAVSRModel):
         video_missing: Optional[torch.Tensor] = None,
         return_hidden: bool = False,
         utt_ids: Optional[Sequence[str]] = None,
+        presence: Optional[VideoPresence] = None,
     ) -> EncodeResult:
         """Route each sample: base AV encode (adapters off) or the adapted audio-only path."""
         b = speech.size(0)
-        rows = self.audio_only_rows(b, video, video_lengths, video_missing)
+        presence = self.batch_presence(video, video_lengths, video_missing, presence)
+        rows = self.audio_only_rows(b, presence)
         if not bool(rows.any()):
             with self.adapter_scope(False):
-                return super().encode(speech, speech_lengths, video, video_lengths, video_missing, return_hidden, utt_ids)
+                return super().encode(speech, speech_lengths, video, return_hidden=return_hidden, utt_ids=utt_ids,
+                                      presence=presence)
         if bool(rows.all()):
             return self.encode_adapted(speech, speech_lengths, return_hidden)
 
         av_idx, ao_idx = torch.nonzero(~rows).squeeze(1), torch.nonzero(rows).squeeze(1)
         av_speech_lens = speech_lengths[av_idx.to(speech_lengths.device)]
-        av_video_lens = video_lengths[av_idx.to(video_lengths.device)]
+        av_presence = presence.rows(av_idx)
         with self.adapter_scope(False):
             av = super().encode(
                 _take(speech, av_idx, av_speech_lens),
                 av_speech_lens,
-                _take(video, av_idx, av_video_lens),
-                av_video_lens,
-                _take(video_missing, av_idx, av_video_lens),
-                True,
-                [utt_ids[i] for i in av_idx.tolist()] if utt_ids is not None else None,
+                _take(video, av_idx, av_presence.lengths),
+                return_hidden=True,
+                utt_ids=[utt_ids[i] for i in av_idx.tolist()] if utt_ids is not None else None,
+                presence=av_presence,
             )
         ao_speech_lens = speech_lengths[ao_idx.to(speech_lengths.device)]
         ao = self.encode_adapted(_take(speech, ao_idx, ao_speech_lens), ao_speech_lens, True)

@@ -24,7 +24,8 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
 from espnet.nets.pytorch_backend.transformer.layer_norm import LayerNorm
 
-from espnet_avsr.models.av_conformer import EncoderOutput, make_conformer_layer
+from espnet_avsr.data.presence import VideoPresence
+from espnet_avsr.models.av_conformer import EncoderOutput, encoder_presence, make_conformer_layer
 
 
 class VideoConformerEncoder(AbsEncoder):
@@ -77,20 +78,19 @@ class VideoConformerEncoder(AbsEncoder):
         video_missing: Optional[torch.Tensor] = None,
         return_hidden: bool = False,
         utt_ids: Optional[Sequence[str]] = None,
+        presence: Optional[VideoPresence] = None,
     ) -> EncoderOutput:
         """Same call as ``AVConformerEncoder.forward``; ``feats`` are not used.
 
         ``aux`` holds ``video`` (the output stream) and ``video_missing`` like the AV encoder,
         and with ``return_hidden`` also ``video.<i>`` after block i.
         """
+        presence = encoder_presence(video_lengths, video_missing, presence)
         t = int(video_lengths.max())
         x = self.video_proj(video_feats[:, :t])
         valid = ~make_pad_mask(video_lengths, maxlen=t).to(x.device)
         x = x.masked_fill(~valid[..., None], 0.0)  # padding content never reaches valid frames
-        if video_missing is None:
-            missing = torch.zeros_like(valid)
-        else:
-            missing = video_missing[:, :t].to(x.device) & valid
+        missing = presence.missing.to(x.device)
         mask = valid[:, None, :]
         x, pos = self.video_pos(x)
         hidden: Dict[str, torch.Tensor] = {}
