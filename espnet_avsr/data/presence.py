@@ -4,8 +4,10 @@ Five places meet a missing frame: the dump's no-video marker, the collate, train
 video dropout, the encoder's length reconciliation with the audio (frames ``repeat_last``
 invents) and the test-time simulation. Each of them writes into, or reads, a
 ``VideoPresence``; no other module interprets ``video_missing`` (``tests/test_video_presence.py``
-checks the source for it). Why: the MS-Adapter switch, audio dropout and the encoder must
-agree on whether a sample has video, and they did not when each read the tensors itself.
+checks the source for it). Why: the MS-Adapter switch, audio dropout, the encoders and
+decoding must agree on which frames a sample has; each reading the tensors itself, they had
+begun to drift (a mask narrower than its video: ``frames_present`` took the frames past it
+as present, the encoder repeated the last flag over them).
 
 A batch carries ``video_lengths`` (B,) and ``video_missing`` (B, T) bool (True = missing, its
 content is a fill). ESPnet's collate and trainer pass tensors in a dict, so the model makes
@@ -55,7 +57,7 @@ def _width(lengths: torch.Tensor) -> int:
     return int(lengths.max()) if lengths.numel() else 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value
 class VideoPresence:
     """Per sample, which video frames exist.
 
@@ -161,7 +163,7 @@ class VideoPresence:
     def reconcile(self, lengths: torch.Tensor) -> "VideoPresence":
         """After length reconciliation with the audio: ``lengths`` per sample (on their device).
 
-        Frames both streams keep keep their flags; frames past the video's own end, which
+        Frames within both streams keep their flags; frames past the video's own end, which
         ``repeat_last`` invented to reach the audio's length, are missing.
         """
         width = _width(lengths)
