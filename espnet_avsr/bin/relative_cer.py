@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.eval.bias import relative_cer
-from espnet_avsr.eval.io import read_text, score_meta, write_score_dir
+from espnet_avsr.eval.io import add_facts_option, read_text, score_meta, write_score_dir
 
 JSON_NAME = "relative_cer.json"
 
@@ -28,13 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=[],
         help="key=value pairs stored in the json, e.g. model=AVd0.3 ref_model=A0 (the model's facts are in exp/<model>/meta.json)",
     )
-    parser.add_argument(
-        "--facts",
-        nargs="*",
-        default=[],
-        help="JSON files of recorded facts merged into the meta: the test set's set.json, the decode's "
-        "condition.json (espnet_avsr.common.experiment)",
-    )
+    add_facts_option(parser)
     add_log_level(parser)
     return parser
 

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.eval.cer import score_corpus, score_cpcer
-from espnet_avsr.eval.io import read_text, score_meta, write_score_dir
+from espnet_avsr.eval.io import add_facts_option, read_text, score_meta, write_score_dir
 from espnet_avsr.eval.sclite import ScliteError, find_sclite, score_with_sclite, sum_avg_block
 
 
@@ -53,13 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="speakers for sclite's per-speaker table (default: utt2spk next to --ref, if any)",
     )
-    parser.add_argument(
-        "--facts",
-        nargs="*",
-        default=[],
-        help="JSON files of recorded facts merged into the meta: the test set's set.json, the decode's "
-        "condition.json (espnet_avsr.common.experiment)",
-    )
+    add_facts_option(parser)
     add_log_level(parser)
     return parser
 

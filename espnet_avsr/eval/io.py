@@ -89,6 +89,17 @@ def parse_meta(items: Optional[Sequence[str]]) -> Dict[str, object]:
     return meta
 
 
+def add_facts_option(parser) -> None:
+    """``--facts``: the files whose facts :func:`score_meta` merges (one spelling for every scoring CLI)."""
+    parser.add_argument(
+        "--facts",
+        nargs="*",
+        default=[],
+        help="JSON files of recorded facts merged into the meta: the test set's set.json, the decode's "
+        "condition.json (espnet_avsr.common.experiment)",
+    )
+
+
 def score_meta(items: Optional[Sequence[str]], facts: Optional[Sequence[PathLike]] = None) -> Dict[str, object]:
     """The meta of a score file: ``--meta`` words plus the facts files their makers wrote
     (``set.json``, ``condition.json``); a key given twice is an error naming it."""

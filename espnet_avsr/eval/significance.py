@@ -17,6 +17,16 @@ from espnet_avsr.common.naming import parse_utt_id
 from espnet_avsr.eval.cer import CorpusScore, ErrorCounts, UttScore
 
 
+def _difference_line(r, name_a: str, name_b: str, units: str) -> str:
+    """One printed line for a bootstrap result (either unit): CERs, B - A, interval, P(B better)."""
+    pct = lambda x: f"{100 * x:+.2f}"
+    return (
+        f"{name_a} {100 * r.cer_a:.2f} vs {name_b} {100 * r.cer_b:.2f}: {name_b}-{name_a} {pct(r.delta)} "
+        f"points, {100 * r.ci:.0f} % CI [{pct(r.ci_low)}, {pct(r.ci_high)}], "
+        f"P({name_b} better) {r.p_b_better:.3f} ({units}, {r.num_boot} resamples)"
+    )
+
+
 @dataclass
 class PairedBootstrap:
     cer_a: float
@@ -33,12 +43,7 @@ class PairedBootstrap:
         return asdict(self)
 
     def line(self, name_a: str = "A", name_b: str = "B") -> str:
-        pct = lambda x: f"{100 * x:+.2f}"
-        return (
-            f"{name_a} {100 * self.cer_a:.2f} vs {name_b} {100 * self.cer_b:.2f}: {name_b}-{name_a} {pct(self.delta)} "
-            f"points, {100 * self.ci:.0f} % CI [{pct(self.ci_low)}, {pct(self.ci_high)}], "
-            f"P({name_b} better) {self.p_b_better:.3f} ({self.num_utts} utts, {self.num_boot} resamples)"
-        )
+        return _difference_line(self, name_a, name_b, f"{self.num_utts} utts")
 
 
 def paired_bootstrap(
@@ -123,13 +128,7 @@ class SessionBootstrap:
         return asdict(self)
 
     def line(self, name_a: str = "A", name_b: str = "B") -> str:
-        pct = lambda x: f"{100 * x:+.2f}"
-        return (
-            f"{name_a} {100 * self.cer_a:.2f} vs {name_b} {100 * self.cer_b:.2f}: {name_b}-{name_a} {pct(self.delta)} "
-            f"points, {100 * self.ci:.0f} % CI [{pct(self.ci_low)}, {pct(self.ci_high)}], "
-            f"P({name_b} better) {self.p_b_better:.3f} ({self.num_sessions} sessions, {self.num_seeds} pair(s), "
-            f"{self.num_boot} resamples)"
-        )
+        return _difference_line(self, name_a, name_b, f"{self.num_sessions} sessions, {self.num_seeds} pair(s)")
 
 
 def session_of(utt_id: str) -> str:
