@@ -54,7 +54,6 @@ from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from espnet.nets.batch_beam_search import BatchBeamSearch
 from espnet.nets.beam_search import BeamSearch, Hypothesis
 from espnet.nets.scorer_interface import BatchScorerInterface
-from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
 from espnet_avsr.common.checkpoint import load_state_file
@@ -62,6 +61,7 @@ from espnet_avsr.common.cli import run_cli
 from espnet_avsr.data.missing_video import FILLS, PATTERNS, simulate_missing
 from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key
+from espnet_avsr.models.ctc_prefix_scan import CTC_SCORERS, build_ctc_scorer
 from espnet_avsr.models.ms_adapter import SWITCH_MODES, MSAdapterModel, adapter_conf_for, maybe_adapter_scope
 from espnet_avsr.tasks.avsr import AVSRTask
 
@@ -134,6 +134,7 @@ class AVSpeech2Text:
         normalize_length: bool = False,
         adapter_file: Union[Path, str, None] = None,
         adapter_switch: str = "auto",
+        ctc_scorer: str = "scan",
     ):
         if adapter_switch not in SWITCH_MODES:
             raise ValueError(f"adapter_switch must be one of {SWITCH_MODES}, got {adapter_switch!r}")
@@ -150,7 +151,7 @@ class AVSpeech2Text:
 
         scorers = dict(
             decoder=model.decoder,
-            ctc=CTCPrefixScorer(ctc=model.ctc, eos=model.eos),
+            ctc=build_ctc_scorer(ctc_scorer, model.ctc, model.eos),
             length_bonus=LengthBonus(len(token_list)),
         )
         weights = dict(decoder=1.0 - ctc_weight, ctc=ctc_weight, length_bonus=penalty, lm=lm_weight)
@@ -382,6 +383,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--ctc_weight", type=float, default=0.3)
     g.add_argument("--lm_weight", type=float, default=0.0)
     g.add_argument("--normalize_length", type=str2bool, default=False)
+    g.add_argument("--ctc_scorer", default="scan", choices=CTC_SCORERS,
+                   help="CTC prefix scoring: scan (closed form, no loop over frames) or loop (ESPnet's); "
+                        "the same scores")
     g = parser.add_argument_group("Missing video simulation")
     g.add_argument("--missing_rate", type=float, default=0.0, help="fraction of video frames dropped")
     g.add_argument("--missing_pattern", default="random", choices=PATTERNS)
