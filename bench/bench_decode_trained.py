@@ -10,7 +10,13 @@ decodes the same ``--utts`` utterances of a dump set, in one process after the m
 * CTC greedy search (``decode_conditions --mode ctc_greedy``),
 
 an AV model at 0 % and 100 % missing video, an audio-only model (stock ESPnet ``Speech2Text``)
-once. RTF = decode wall time / audio seconds; the encoder's share is timed apart.
+once. RTF = decode wall time / audio seconds; the encoder's share and the CTC prefix scorer's
+(``batch_score_partial``) are timed apart.
+
+``--ctc_scorers scan loop`` times the beam search with each CTC prefix scorer
+(``espnet_avsr.models.ctc_prefix_scan``: ``scan``, ESPnet's ``loop``) side by side: every
+utterance is decoded with both, in alternating order, and the row gives both RTFs, their
+ratio and whether the texts are the same.
 
     OMP_NUM_THREADS=1 tools/venv/bin/python bench/bench_decode_trained.py \\
         --exp egs2/misp_avsr/avsr1/exp/A0 egs2/misp_avsr/avsr1/exp/AV0 \\
@@ -89,40 +95,54 @@ def build(exp: Path, decode_config: Path, av: bool):
     return s2t, s2t.asr_model
 
 
-def time_condition(s2t, model, utts, av: bool, missing: float, greedy: bool) -> Dict[str, float]:
+def time_condition(s2t, model, utts, av: bool, missing: float, greedy: bool,
+                   ctc_scorers: Tuple[str, ...] = ()) -> Dict[str, Dict[str, float]]:
+    """{decoder: timings}: ``greedy``, or one entry per CTC scorer (none given: as built)."""
     from espnet_avsr.bin.decode_conditions import CTCGreedySearch
+    from espnet_avsr.models.ctc_prefix_scan import use_ctc_scorer
 
     beam = s2t.beam_search
     if greedy:
         s2t.beam_search = CTCGreedySearch(model.ctc, model.sos, model.eos)
-    enc_s = total_s = 0.0
-    hyps = []
+        kinds: Tuple[str, ...] = ("greedy",)
+    else:
+        kinds = tuple(ctc_scorers) or ("as built",)
+    acc = {k: {"enc": 0.0, "ctc": 0.0, "total": 0.0, "hyps": []} for k in kinds}
+    cur = acc[kinds[0]]
     orig_encode = model.encode
 
-    def timed_encode(*a, **k):  # the encoder's share of each call
-        nonlocal enc_s
-        t = time.perf_counter()
-        out = orig_encode(*a, **k)
-        enc_s += time.perf_counter() - t
-        return out
-
-    model.encode = timed_encode
-    try:
-        for key, speech, video in utts:
+    def timed(fn, key):  # the share of one part of each call
+        def wrapper(*a, **k):
             t = time.perf_counter()
-            if av:
-                mask = None if missing == 0 or video is None else np.ones(len(video), dtype=bool)
-                res = s2t(speech, video, mask)
-            else:
-                res = s2t(torch.from_numpy(speech))
-            total_s += time.perf_counter() - t
-            hyps.append(res[0][0] if res else "")
+            out = fn(*a, **k)
+            cur[key] += time.perf_counter() - t
+            return out
+        return wrapper
+
+    model.encode = timed(orig_encode, "enc")
+    try:
+        for i, (key, speech, video) in enumerate(utts):
+            for kind in (kinds if i % 2 == 0 else kinds[::-1]):  # alternating order: load drifts hit both
+                cur = acc[kind]
+                if kind in ("scan", "loop"):
+                    use_ctc_scorer(s2t.beam_search, kind)
+                ctc = getattr(s2t.beam_search, "scorers", {}).get("ctc")
+                if ctc is not None:
+                    ctc.batch_score_partial = timed(type(ctc).batch_score_partial.__get__(ctc), "ctc")
+                t = time.perf_counter()
+                if av:
+                    mask = None if missing == 0 or video is None else np.ones(len(video), dtype=bool)
+                    res = s2t(speech, video, mask)
+                else:
+                    res = s2t(torch.from_numpy(speech))
+                cur["total"] += time.perf_counter() - t
+                cur["hyps"].append(res[0][0] if res else "")
     finally:
         model.encode = orig_encode
         s2t.beam_search = beam
     audio = sum(len(s) for _, s, _ in utts) / 16000
-    return {"rtf": total_s / audio, "encoder_rtf": enc_s / audio, "decode_s": total_s, "audio_s": audio,
-            "hyps": hyps}
+    return {k: {"rtf": v["total"] / audio, "encoder_rtf": v["enc"] / audio, "ctc_rtf": v["ctc"] / audio,
+                "decode_s": v["total"], "audio_s": audio, "hyps": v["hyps"]} for k, v in acc.items()}
 
 
 def main(cmd=None) -> dict:
@@ -133,6 +153,8 @@ def main(cmd=None) -> dict:
     p.add_argument("--decode_config", type=Path, default=None,
                    help="default: conf/decode_avsr.yaml (AV) / conf/decode_asr.yaml (audio-only)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ctc_scorers", nargs="+", default=["scan"], choices=("scan", "loop"),
+                   help="CTC prefix scorer(s) of the beam search; two: timed side by side (first = rtf_beam)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(cmd)
     torch.set_num_threads(a.threads)
@@ -148,25 +170,36 @@ def main(cmd=None) -> dict:
         s2t, model = build(exp, dconf, av)
         startup = time.perf_counter() - t
         for missing in ((0.0, 1.0) if av else (0.0,)):
-            beam = time_condition(s2t, model, utts, av, missing, greedy=False)
-            greedy = time_condition(s2t, model, utts, av, missing, greedy=True)
+            beams = time_condition(s2t, model, utts, av, missing, greedy=False, ctc_scorers=tuple(a.ctc_scorers))
+            greedy = time_condition(s2t, model, utts, av, missing, greedy=True)["greedy"]
+            beam = beams[a.ctc_scorers[0]]
             same = sum(x == y for x, y in zip(beam["hyps"], greedy["hyps"]))
-            rows.append({"model": exp.name, "av": av, "missing": missing, "decode_config": dconf.name,
-                         "build_s": round(startup, 2), "audio_s": round(beam["audio_s"], 1),
-                         "rtf_beam": round(beam["rtf"], 4), "rtf_ctc_greedy": round(greedy["rtf"], 4),
-                         "encoder_rtf": round(greedy["encoder_rtf"], 4),
-                         "beam_over_greedy": round(beam["rtf"] / greedy["rtf"], 2),
-                         "same_text_greedy_vs_beam": f"{same}/{len(utts)}"})
+            row = {"model": exp.name, "av": av, "missing": missing, "decode_config": dconf.name,
+                   "build_s": round(startup, 2), "audio_s": round(beam["audio_s"], 1),
+                   "rtf_beam": round(beam["rtf"], 4), "rtf_ctc_greedy": round(greedy["rtf"], 4),
+                   "encoder_rtf": round(greedy["encoder_rtf"], 4),
+                   "ctc_share_beam": round(beam["ctc_rtf"] / beam["rtf"], 3),
+                   "beam_over_greedy": round(beam["rtf"] / greedy["rtf"], 2),
+                   "same_text_greedy_vs_beam": f"{same}/{len(utts)}"}
+            for k, v in beams.items():  # every scorer timed, side by side
+                row[f"rtf_beam_{k}"] = round(v["rtf"], 4)
+                row[f"ctc_share_{k}"] = round(v["ctc_rtf"] / v["rtf"], 3)
+            if len(beams) == 2:
+                (k1, v1), (k2, v2) = beams.items()
+                row[f"rtf_{k1}_over_{k2}"] = round(v1["rtf"] / v2["rtf"], 3)
+                row[f"same_text_{k1}_vs_{k2}"] = f"{sum(x == y for x, y in zip(v1['hyps'], v2['hyps']))}/{len(utts)}"
+            rows.append(row)
     res = {"data": str(a.data), "utts": len(utts), "threads": torch.get_num_threads(), "rows": rows}
     if a.json:
         print(json.dumps(res))
     else:
         print(f"{len(utts)} utterances of {a.data}, {torch.get_num_threads()} thread(s)")
-        cols = ["model", "missing", "rtf_beam", "rtf_ctc_greedy", "encoder_rtf", "beam_over_greedy",
-                "same_text_greedy_vs_beam", "build_s"]
+        cols = ["model", "missing", "rtf_beam", "rtf_ctc_greedy", "encoder_rtf", "ctc_share_beam",
+                "beam_over_greedy", "same_text_greedy_vs_beam", "build_s"]
+        cols += [c for c in rows[0] if c not in cols and c.startswith(("rtf_", "ctc_share_", "same_text_"))]
         print("\t".join(cols))
         for r in rows:
-            print("\t".join(str(r[c]) for c in cols))
+            print("\t".join(str(r.get(c, "")) for c in cols))
     return res
 
 

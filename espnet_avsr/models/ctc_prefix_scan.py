@@ -1,4 +1,4 @@
-"""CTC prefix scoring without a loop over frames: the same scores as ESPnet's, ~Nx fewer ops.
+"""CTC prefix scoring without a Python loop over frames: ESPnet's scores, 3-4x faster a step.
 
 ESPnet's ``CTCPrefixScoreTH`` extends every hypothesis by one label with a Python loop over the
 encoder frames (``for t in range(start, end)``: a few tiny tensor ops per frame, at every output
@@ -13,7 +13,9 @@ log-semiring linear recurrences, which have a closed form (``x`` the label's log
 
 so a step is a handful of ops over (frames, hypotheses, labels). The cumulative sums are taken
 once per utterance in float64: the differences of large cumulative sums would cancel in
-float32; the result is cast back. ``CTCPrefixScanScorer`` is ESPnet's ``CTCPrefixScorer`` with
+float32 (ESPnet's logzero, -1e10, in them still leaves 2e-6 of resolution); the result is
+cast back. Scores equal the loop's to float32 rounding, hypotheses are the same
+(tests/test_ctc_prefix_scan.py). ``CTCPrefixScanScorer`` is ESPnet's ``CTCPrefixScorer`` with
 this implementation behind both the batched and the one-hypothesis interface.
 """
 
