@@ -56,10 +56,12 @@ case "${preset}" in
     demo)
         # 2 CPU cores, ~20 min: 12 minutes of synthetic audio-visual speech whose sentences
         # come from a closed set of 30 (shared by train and eval, so tiny models learn in
-        # minutes; the benchmark presets keep the open grammar), far SNR 10-20 dB, delay-and-sum.
+        # minutes; the benchmark presets keep the open grammar), delay-and-sum. Far SNR 0-10 dB
+        # so the audio alone is unsure and the lips pay (at 10-20 dB A0 had 5.4 % CER on 19
+        # eval utterances and AV0 could only lose); a 0.2 eval share gives 40 eval utterances.
         : "${nj:=2}" "${ngpu:=0}" "${hours:=0.2}" "${frontend:=ds}"
         corpus_preset=demo
-        preset_args=(--corpus_args "--far_size 640x360 --middle_size 320x180 --session_seconds 45 --speakers_per_hour 30 --sentence_pool 30 --double_sentence_prob 0 --target_snr_db 10,20 --heldout_babble true --babble_talkers 1,3 --overlap_prob 0.05")
+        preset_args=(--corpus_args "--far_size 640x360 --middle_size 320x180 --session_seconds 45 --speakers_per_hour 30 --sentence_pool 30 --double_sentence_prob 0 --target_snr_db 0,10 --heldout_babble true --babble_talkers 1,3 --overlap_prob 0.05 --split_shares 0.7,0.1,0.2")
         # epochs are the configs' own: A0 30, AV0 8 (init from A0)
         # The full paper list runs on CPU too (add to --models, ~5 min per AV model):
         #   AV1:conf/train_avsr_drop_all.yaml:A0 AV2:conf/train_avsr_drop_p05.yaml:A0
