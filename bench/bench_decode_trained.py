@@ -13,10 +13,11 @@ an AV model at 0 % and 100 % missing video, an audio-only model (stock ESPnet ``
 once. RTF = decode wall time / audio seconds; the encoder's share and the CTC prefix scorer's
 (``batch_score_partial``) are timed apart.
 
-``--ctc_scorers scan loop`` times the beam search with each CTC prefix scorer
-(``espnet_avsr.models.ctc_prefix_scan``: ``scan``, ESPnet's ``loop``) side by side: every
-utterance is decoded with both, in alternating order, and the row gives both RTFs, their
-ratio and whether the texts are the same.
+``--setups scan/cached scan/espnet loop/espnet`` times the beam search under each
+``CTC/DECODER`` scorer pair side by side (CTC prefix scorer ``scan``, ours, or ``loop``,
+ESPnet's; decoder scorer ``cached``, ours, or ``espnet``, its ``batch_score``): every
+utterance is decoded under each, in rotating order, and the row gives every RTF, the first
+setup's RTF over each other's and whether the texts are the same.
 
     OMP_NUM_THREADS=1 tools/venv/bin/python bench/bench_decode_trained.py \\
         --exp egs2/misp_avsr/avsr1/exp/A0 egs2/misp_avsr/avsr1/exp/AV0 \\
@@ -96,9 +97,10 @@ def build(exp: Path, decode_config: Path, av: bool):
 
 
 def time_condition(s2t, model, utts, av: bool, missing: float, greedy: bool,
-                   ctc_scorers: Tuple[str, ...] = ()) -> Dict[str, Dict[str, float]]:
-    """{decoder: timings}: ``greedy``, or one entry per CTC scorer (none given: as built)."""
+                   setups: Tuple[str, ...] = ()) -> Dict[str, Dict[str, float]]:
+    """{decoder: timings}: ``greedy``, or one entry per ``CTC/DECODER`` setup (none given: as built)."""
     from espnet_avsr.bin.decode_conditions import CTCGreedySearch
+    from espnet_avsr.models.cached_decoder import use_decoder_scorer
     from espnet_avsr.models.ctc_prefix_scan import use_ctc_scorer
 
     beam = s2t.beam_search
@@ -106,7 +108,7 @@ def time_condition(s2t, model, utts, av: bool, missing: float, greedy: bool,
         s2t.beam_search = CTCGreedySearch(model.ctc, model.sos, model.eos)
         kinds: Tuple[str, ...] = ("greedy",)
     else:
-        kinds = tuple(ctc_scorers) or ("as built",)
+        kinds = tuple(setups) or ("as built",)
     acc = {k: {"enc": 0.0, "ctc": 0.0, "total": 0.0, "hyps": []} for k in kinds}
     cur = acc[kinds[0]]
     orig_encode = model.encode
@@ -122,10 +124,12 @@ def time_condition(s2t, model, utts, av: bool, missing: float, greedy: bool,
     model.encode = timed(orig_encode, "enc")
     try:
         for i, (key, speech, video) in enumerate(utts):
-            for kind in (kinds if i % 2 == 0 else kinds[::-1]):  # alternating order: load drifts hit both
+            for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:  # rotating order: load drifts hit all
                 cur = acc[kind]
-                if kind in ("scan", "loop"):
-                    use_ctc_scorer(s2t.beam_search, kind)
+                if "/" in kind:
+                    ctc_kind, dec_kind = kind.split("/")
+                    use_ctc_scorer(s2t.beam_search, ctc_kind)
+                    use_decoder_scorer(s2t.beam_search, dec_kind)
                 ctc = getattr(s2t.beam_search, "scorers", {}).get("ctc")
                 if ctc is not None:
                     ctc.batch_score_partial = timed(type(ctc).batch_score_partial.__get__(ctc), "ctc")
@@ -145,6 +149,18 @@ def time_condition(s2t, model, utts, av: bool, missing: float, greedy: bool,
                 "decode_s": v["total"], "audio_s": audio, "hyps": v["hyps"]} for k, v in acc.items()}
 
 
+def setup_arg(value: str) -> str:
+    """``CTC/DECODER`` (e.g. ``scan/cached``), checked against the scorer names."""
+    from espnet_avsr.models.cached_decoder import DECODER_SCORERS
+    from espnet_avsr.models.ctc_prefix_scan import CTC_SCORERS
+
+    ctc, _, dec = value.partition("/")
+    if ctc not in CTC_SCORERS or dec not in DECODER_SCORERS:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected CTC/DECODER, CTC in {CTC_SCORERS}, "
+                                          f"DECODER in {DECODER_SCORERS}")
+    return value
+
+
 def main(cmd=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", type=Path, nargs="+", required=True, help="trained model dirs (config.yaml + *.pth)")
@@ -153,8 +169,9 @@ def main(cmd=None) -> dict:
     p.add_argument("--decode_config", type=Path, default=None,
                    help="default: conf/decode_avsr.yaml (AV) / conf/decode_asr.yaml (audio-only)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--ctc_scorers", nargs="+", default=["scan"], choices=("scan", "loop"),
-                   help="CTC prefix scorer(s) of the beam search; two: timed side by side (first = rtf_beam)")
+    p.add_argument("--setups", nargs="+", default=["scan/cached"], type=setup_arg,
+                   help="CTC/DECODER scorers of the beam search (scan|loop / cached|espnet); several: "
+                        "timed side by side (first = rtf_beam)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(cmd)
     torch.set_num_threads(a.threads)
@@ -170,9 +187,9 @@ def main(cmd=None) -> dict:
         s2t, model = build(exp, dconf, av)
         startup = time.perf_counter() - t
         for missing in ((0.0, 1.0) if av else (0.0,)):
-            beams = time_condition(s2t, model, utts, av, missing, greedy=False, ctc_scorers=tuple(a.ctc_scorers))
+            beams = time_condition(s2t, model, utts, av, missing, greedy=False, setups=tuple(a.setups))
             greedy = time_condition(s2t, model, utts, av, missing, greedy=True)["greedy"]
-            beam = beams[a.ctc_scorers[0]]
+            beam = beams[a.setups[0]]
             same = sum(x == y for x, y in zip(beam["hyps"], greedy["hyps"]))
             row = {"model": exp.name, "av": av, "missing": missing, "decode_config": dconf.name,
                    "build_s": round(startup, 2), "audio_s": round(beam["audio_s"], 1),
@@ -184,8 +201,8 @@ def main(cmd=None) -> dict:
             for k, v in beams.items():  # every scorer timed, side by side
                 row[f"rtf_beam_{k}"] = round(v["rtf"], 4)
                 row[f"ctc_share_{k}"] = round(v["ctc_rtf"] / v["rtf"], 3)
-            if len(beams) == 2:
-                (k1, v1), (k2, v2) = beams.items()
+            (k1, v1), *others = beams.items()
+            for k2, v2 in others:
                 row[f"rtf_{k1}_over_{k2}"] = round(v1["rtf"] / v2["rtf"], 3)
                 row[f"same_text_{k1}_vs_{k2}"] = f"{sum(x == y for x, y in zip(v1['hyps'], v2['hyps']))}/{len(utts)}"
             rows.append(row)

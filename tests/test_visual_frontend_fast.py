@@ -93,3 +93,16 @@ def test_checkpoint_is_layout_independent():
     video = torch.randn(1, 5, 88, 88, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(fast(video, torch.tensor([5]))[0], plain(video, torch.tensor([5]))[0])
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 44, 44), (2, 3, 21, 17)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_strided_max_pool_equals_max_pool2d(shape, channels_last):
+    """Decoding's max pool (no gradients) returns torch's values exactly, plateaus included."""
+    from espnet_avsr.models.visual_frontend import strided_max_pool2d
+
+    x = torch.randn(*shape)
+    x[0, :, 3:9, 2:12] = 0.25  # a constant region (a filled frame): ties everywhere
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(strided_max_pool2d(x, (3, 3), (2, 2), (1, 1)), torch.nn.functional.max_pool2d(x, 3, 2, 1))

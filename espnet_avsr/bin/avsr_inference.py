@@ -61,6 +61,7 @@ from espnet_avsr.common.cli import run_cli
 from espnet_avsr.data.missing_video import FILLS, PATTERNS, simulate_missing
 from espnet_avsr.data.presence import VideoPresence
 from espnet_avsr.models.adapters import check_adapter_only, is_adapter_key
+from espnet_avsr.models.cached_decoder import DECODER_SCORERS, use_decoder_scorer
 from espnet_avsr.models.ctc_prefix_scan import CTC_SCORERS, build_ctc_scorer
 from espnet_avsr.models.ms_adapter import SWITCH_MODES, MSAdapterModel, adapter_conf_for, maybe_adapter_scope
 from espnet_avsr.tasks.avsr import AVSRTask
@@ -135,6 +136,7 @@ class AVSpeech2Text:
         adapter_file: Union[Path, str, None] = None,
         adapter_switch: str = "auto",
         ctc_scorer: str = "scan",
+        decoder_scorer: str = "cached",
     ):
         if adapter_switch not in SWITCH_MODES:
             raise ValueError(f"adapter_switch must be one of {SWITCH_MODES}, got {adapter_switch!r}")
@@ -173,6 +175,7 @@ class AVSpeech2Text:
         )
         if batch_size == 1 and all(isinstance(v, BatchScorerInterface) for v in beam_search.full_scorers.values()):
             beam_search.__class__ = BatchBeamSearch
+        use_decoder_scorer(beam_search, decoder_scorer)
         beam_search.to(device=device, dtype=getattr(torch, dtype)).eval()
         self.beam_search = beam_search
         self.maxlenratio, self.minlenratio, self.nbest = maxlenratio, minlenratio, nbest
@@ -385,6 +388,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--normalize_length", type=str2bool, default=False)
     g.add_argument("--ctc_scorer", default="scan", choices=CTC_SCORERS,
                    help="CTC prefix scoring: scan (closed form, no loop over frames) or loop (ESPnet's); "
+                        "the same scores")
+    g.add_argument("--decoder_scorer", default="cached", choices=DECODER_SCORERS,
+                   help="decoder scoring: cached (keys/values computed once) or espnet (its batch_score); "
                         "the same scores")
     g = parser.add_argument_group("Missing video simulation")
     g.add_argument("--missing_rate", type=float, default=0.0, help="fraction of video frames dropped")

@@ -31,7 +31,9 @@ batching utterances would pad them and change the hypotheses of the shorter ones
 ``--ctc_scorer scan`` (default) scores CTC prefixes in closed form, without ESPnet's loop over
 the encoder frames at every output step (``espnet_avsr.models.ctc_prefix_scan``), for both
 tasks (ESPnet's ``Speech2Text`` gets it swapped in after construction); ``loop`` is ESPnet's
-own. The hypotheses are the same (test).
+own. The hypotheses are the same (test). ``--decoder_scorer cached`` (default) runs the
+transformer decoder with its keys and values computed once (``espnet_avsr.models.cached_decoder``);
+``espnet`` is the decoder's own ``batch_score``. The hypotheses are the same (test).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import torch
 from espnet.nets.beam_search import Hypothesis
 
 from espnet_avsr.common.experiment import ConditionInfo, write_condition_info
+from espnet_avsr.models.cached_decoder import DECODER_SCORERS, use_decoder_scorer
 from espnet_avsr.models.ctc_prefix_scan import CTC_SCORERS, use_ctc_scorer
 
 MODES = ("beam", "ctc_greedy")
@@ -116,6 +119,8 @@ def _split_args(argv: Sequence[str]):
     p.add_argument("--mode", choices=MODES, default="beam")
     p.add_argument("--ctc_scorer", choices=CTC_SCORERS, default="scan",
                    help="CTC prefix scoring of the beam search: scan (no loop over frames) or loop (ESPnet's)")
+    p.add_argument("--decoder_scorer", choices=DECODER_SCORERS, default="cached",
+                   help="decoder scoring of the beam search: cached (keys/values once) or espnet (its batch_score)")
     p.add_argument("--log_level", default="INFO", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
     return p.parse_known_args(argv)
 
@@ -138,7 +143,8 @@ def _check_data(c: Condition, video: bool) -> None:
         raise FileNotFoundError(f"{c.keys}: key file missing (condition out={c.out})")
 
 
-def decode_avsr(conditions: Sequence[Condition], rest: List[str], mode: str, ctc_scorer: str = "scan") -> None:
+def decode_avsr(conditions: Sequence[Condition], rest: List[str], mode: str, ctc_scorer: str = "scan",
+                decoder_scorer: str = "cached") -> None:
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
     from espnet_avsr.bin import avsr_inference as ai
@@ -156,7 +162,7 @@ def decode_avsr(conditions: Sequence[Condition], rest: List[str], mode: str, ctc
     for c in conditions:
         _check_data(c, video=not per_cond["audio_only"])
     set_all_random_seed(seed)
-    args["ctc_scorer"] = ctc_scorer
+    args["ctc_scorer"], args["decoder_scorer"] = ctc_scorer, decoder_scorer
     s2t = ai.AVSpeech2Text(device="cuda" if ngpu >= 1 else "cpu", **args)
     if mode == "ctc_greedy":
         model = s2t.model
@@ -175,7 +181,8 @@ def decode_avsr(conditions: Sequence[Condition], rest: List[str], mode: str, ctc
         logging.info("decoded %s (missing rate %s) in %.1f s -> %s", c.data, c.rate, time.perf_counter() - t0, c.out)
 
 
-def decode_asr(conditions: Sequence[Condition], rest: List[str], mode: str, ctc_scorer: str = "scan") -> None:
+def decode_asr(conditions: Sequence[Condition], rest: List[str], mode: str, ctc_scorer: str = "scan",
+               decoder_scorer: str = "cached") -> None:
     """Stock ESPnet ASR: Speech2Text built as espnet2.bin.asr_inference builds it, the same loop."""
     from espnet2.bin import asr_inference as ei
     from espnet2.fileio.datadir_writer import DatadirWriter
@@ -196,6 +203,7 @@ def decode_asr(conditions: Sequence[Condition], rest: List[str], mode: str, ctc_
     kwargs["device"] = "cuda" if args.ngpu >= 1 else "cpu"
     s2t = ei.Speech2Text(**kwargs)
     use_ctc_scorer(s2t.beam_search, ctc_scorer)
+    use_decoder_scorer(s2t.beam_search, decoder_scorer)
     if mode == "ctc_greedy":
         model = s2t.asr_model
         s2t.beam_search = CTCGreedySearch(model.ctc, model.sos, model.eos)
@@ -249,7 +257,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     for a, rest in parsed:
         (decode_avsr if a.task == "avsr" else decode_asr)(
-            a.condition, rest + ["--log_level", a.log_level], a.mode, a.ctc_scorer)
+            a.condition, rest + ["--log_level", a.log_level], a.mode, a.ctc_scorer, a.decoder_scorer)
 
 
 if __name__ == "__main__":

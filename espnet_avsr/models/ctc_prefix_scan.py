@@ -21,7 +21,7 @@ this implementation behind both the batched and the one-hypothesis interface.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -51,6 +51,20 @@ class CTCPrefixScanTH(CTCPrefixScoreTH):
 
     def __call__(self, y, state, scoring_ids: Optional[torch.Tensor] = None, att_w: Optional[torch.Tensor] = None):
         """(log_psi - previous score (BW, O), new state): ``CTCPrefixScoreTH.__call__``'s contract."""
+        if state is None:
+            r_prev, s_prev, f_min_prev, f_max_prev = None, 0.0, 0, 1
+        else:
+            r_prev, s_prev, f_min_prev, f_max_prev = state
+        step = self.step(y, r_prev, (f_min_prev, f_max_prev), scoring_ids, att_w)
+        n_bh, snum = step.log_psi.size(0), step.snum
+        r = self.forward_variables(step, torch.arange(n_bh * snum, device=self.device))
+        r = r.view(self.input_length, 2, n_bh, snum)
+        return (step.log_psi - s_prev), (r, step.log_psi, step.f_min, step.f_max, step.scoring_idmap)
+
+    def step(self, y, r_prev: Optional[torch.Tensor], window: Tuple[int, int],
+             scoring_ids: Optional[torch.Tensor] = None, att_w: Optional[torch.Tensor] = None) -> "ScanStep":
+        """Prefix scores of every extension of the hypotheses ``y``; their forward variables
+        are left to ``forward_variables``, asked only for the extensions the beam keeps."""
         output_length = len(y[0]) - 1  # without sos
         if isinstance(y, torch.Tensor):
             last = y[:, -1]
@@ -64,12 +78,10 @@ class CTCPrefixScanTH(CTCPrefixScoreTH):
         T, odim, logzero = self.input_length, self.odim, self.logzero
         self.scoring_num = scoring_ids.size(-1) if scoring_ids is not None else 0
 
-        if state is None:  # prefix <sos>: no label yet, all blank
+        if r_prev is None:  # prefix <sos>: no label yet, all blank
             r_prev = torch.full((T, 2, n_bh), logzero, dtype=self.dtype, device=self.device)
             r_prev[:, 1] = self.cum_blank[utt].t().to(self.dtype)
-            s_prev, f_min_prev, f_max_prev = 0.0, 0, 1
-        else:
-            r_prev, s_prev, f_min_prev, f_max_prev = state
+        f_min_prev, f_max_prev = window
 
         # the labels scored per hypothesis: every label, or the pre-beam's scoring_ids;
         # cum: their cumulative log-probabilities, (BW, S, T)
@@ -99,9 +111,10 @@ class CTCPrefixScanTH(CTCPrefixScoreTH):
             start = max(output_length, 1)
             end = T
 
-        r = torch.full((T, 2, n_bh, snum), logzero, dtype=self.dtype, device=self.device)
-        if output_length == 0:
-            r[0, 0] = cum[:, :, 0].to(self.dtype)  # the first label emitted at frame 0
+        # r_n[0] of a first label: emitted at frame 0; r_n[start-1] is that or impossible, r_b[start-1] impossible
+        first = cum[:, :, 0].to(self.dtype) if output_length == 0 else None
+        init = first if start == 1 else None
+        z = c = None
         if start < end:
             lo = start - 1
             c = cum[:, :, lo:end]  # C[t] for t = start-1 .. end-1: (BW, S, L)
@@ -109,22 +122,17 @@ class CTCPrefixScanTH(CTCPrefixScoreTH):
             # prefix probability the label may follow; after its own last label only the paths that
             # end in blank (a repeat needs a blank between)
             z = torch.empty_like(c)
-            z[:, :, 0] = r[lo, 0].double() - c[:, :, 0]
+            z[:, :, 0] = (logzero if init is None else init.double()) - c[:, :, 0]
             z[:, :, 1:] = r_sum[lo:end - 1].t().double().unsqueeze(1) - c[:, :, :-1]
             hit = pos >= 0
             h_rows, h_pos = rows[hit], pos[hit]
             z[h_rows, h_pos, 1:] = r_prev[lo:end - 1, 1, h_rows].t().double() - c[h_rows, h_pos, :-1]
-            r_n = c + torch.logcumsumexp(z, 2)
-            d = self.cum_blank[utt, lo:end].unsqueeze(1)  # D[t]: (BW, 1, L)
-            zb = torch.empty_like(c)
-            zb[:, :, 0] = r[lo, 1].double() - d[:, :, 0]
-            zb[:, :, 1:] = r_n[:, :, :-1] - d[:, :, :-1]
-            r_b = d + torch.logcumsumexp(zb, 2)
-            r[start:end] = torch.stack((r_n, r_b))[..., 1:].permute(3, 0, 1, 2)
             # psi = r_n[start-1] (+) the sum over t of phi[t-1] x[t]; z + C is exactly those terms
             log_psi_ = torch.logsumexp((z + c).to(self.dtype), 2)
+        elif init is not None:
+            log_psi_ = init
         else:
-            log_psi_ = r[start - 1, 0]
+            log_psi_ = torch.full((n_bh, snum), logzero, dtype=self.dtype, device=self.device)
 
         if scoring_ids is not None:
             log_psi = torch.full((n_bh, odim), logzero, dtype=self.dtype, device=self.device)
@@ -134,20 +142,93 @@ class CTCPrefixScanTH(CTCPrefixScoreTH):
         log_psi[rows, self.eos] = r_sum[self.end_frames.to(self.device)[utt], rows]
         if self.eos != self.blank:
             log_psi[:, self.blank] = logzero  # blank is not a label
-        return (log_psi - s_prev), (r, log_psi, f_min, f_max, scoring_idmap)
+        return ScanStep(log_psi, scoring_idmap, snum, z, c, first, start, end, f_min, f_max, utt)
+
+    def forward_variables(self, step: "ScanStep", cand: torch.Tensor) -> torch.Tensor:
+        """Forward variables r (T, 2, N) of extensions ``cand`` (flat indices hypothesis * S + slot
+        into ``step``'s (BW, S) grid): the two closed-form scans, over these rows only."""
+        T, logzero = self.input_length, self.logzero
+        r = torch.full((T, 2, cand.numel()), logzero, dtype=self.dtype, device=self.device)
+        if step.first is not None:
+            r[0, 0] = step.first.reshape(-1)[cand]
+        start, end = step.start, step.end
+        if start < end:
+            length = step.z.size(2)
+            z = step.z.reshape(-1, length).index_select(0, cand)  # (N, L)
+            c = step.c.reshape(-1, length).index_select(0, cand)
+            r_n = c + torch.logcumsumexp(z, 1)
+            d = self.cum_blank[step.utt[torch.div(cand, step.snum, rounding_mode="floor")], start - 1:end]  # D[t]
+            zb = torch.empty_like(c)
+            zb[:, 0] = logzero - d[:, 0]
+            zb[:, 1:] = r_n[:, :-1] - d[:, :-1]
+            r_b = d + torch.logcumsumexp(zb, 1)
+            r[start:end] = torch.stack((r_n, r_b))[..., 1:].permute(2, 0, 1).to(self.dtype)
+        return r
+
+
+class ScanStep(NamedTuple):
+    """What one scoring step leaves for ``forward_variables``: scores and the scans' inputs."""
+
+    log_psi: torch.Tensor  # (BW, O) prefix scores
+    scoring_idmap: Optional[torch.Tensor]  # (BW, O) label -> slot, -1 not scored; None: slot = label
+    snum: int  # slots per hypothesis
+    z: Optional[torch.Tensor]  # (BW, S, L) float64 scan inputs (None: empty window)
+    c: Optional[torch.Tensor]  # (BW, S, L) cumulative label log-probabilities
+    first: Optional[torch.Tensor]  # (BW, S) r_n at frame 0 of a first label, else None
+    start: int
+    end: int
+    f_min: int
+    f_max: int
+    utt: torch.Tensor  # (BW,) hypothesis -> utterance
+
+
+class _Pick:
+    """A kept hypothesis' CTC state: extension ``label`` of row ``row`` of a ``ScanStep``, its
+    forward variables computed only when the next step needs them."""
+
+    __slots__ = ("step", "row", "label")
+
+    def __init__(self, step: ScanStep, row: int, label: int):
+        self.step, self.row, self.label = step, row, label
 
 
 class CTCPrefixScanScorer(CTCPrefixScorer):
     """ESPnet's ``CTCPrefixScorer`` on ``CTCPrefixScanTH``, for batched and one-by-one beam search.
 
+    Batched (``BatchBeamSearch``): a step scores the pre-beam's labels of every hypothesis
+    (beam x 1.5 beam extensions) but only the ``beam`` extensions kept need forward variables
+    for the next step; the state of a kept one is a ``_Pick``, and the scans run for those
+    rows at the start of the next step, not for every scored extension.
     ``init_state``/``score_partial`` (ESPnet's non-batched ``BeamSearch``) use the same
-    implementation as the batched path, with a state of (score, (T, 2) forward variables).
+    implementation, with a state of (score, (T, 2) forward variables).
     """
 
     def batch_init_state(self, x: torch.Tensor) -> None:
         logp = self.ctc.log_softmax(x.unsqueeze(0))  # one utterance
         self.impl = CTCPrefixScanTH(logp, torch.tensor([logp.size(1)]), 0, self.eos)
         return None
+
+    def batch_score_partial(self, y, ids, state, x):
+        """(scores (BW, O) minus each prefix's own, the ``ScanStep``): ESPnet's contract."""
+        if state[0] is None:
+            r_prev, s_prev, window = None, 0.0, (0, 1)
+        else:
+            step = state[0].step
+            if any(p.step is not step for p in state):
+                raise ValueError("CTCPrefixScanScorer: the hypotheses' states come from different steps")
+            rows = torch.tensor([p.row for p in state], device=self.impl.device)
+            labels = torch.tensor([p.label for p in state], device=self.impl.device)
+            slots = labels if step.scoring_idmap is None else step.scoring_idmap[rows, labels] % step.snum
+            r_prev = self.impl.forward_variables(step, rows * step.snum + slots)
+            s_prev = step.log_psi[rows, labels].unsqueeze(1)
+            window = (step.f_min, step.f_max)
+        step = self.impl.step(y, r_prev, window, ids)
+        return step.log_psi - s_prev, step
+
+    def select_state(self, state, i, new_id=None):
+        if isinstance(state, ScanStep):
+            return _Pick(state, int(i), int(new_id))
+        return super().select_state(state, i, new_id)
 
     def init_state(self, x: torch.Tensor) -> Tuple[float, None]:
         self.batch_init_state(x)

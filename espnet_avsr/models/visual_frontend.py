@@ -20,7 +20,10 @@ Speed (same maths, same parameter names and shapes as the plain modules):
   same numbers, and it avoids a crash of oneDNN's NHWC backward for channel counts that
   are not a multiple of 8 (torch 2.11 CPU);
 * in eval mode each conv + batch norm pair runs as one conv with the norm folded into its
-  weights (legal only with frozen statistics, so never in training).
+  weights (legal only with frozen statistics, so never in training);
+* without gradients (decoding, a frozen front-end) the stem's max pool is the maximum of
+  strided slices (``strided_max_pool2d``): the same values, 2-4x faster than torch's CPU
+  ``max_pool2d``, which also writes an index per output.
 """
 
 from __future__ import annotations
@@ -64,6 +67,22 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tenso
         return bn(F.conv2d(x, w, b, stride, conv.padding, conv.dilation, conv.groups))
     w, b = fold_bn(w, b, bn)
     return F.conv2d(x, w, b, stride, conv.padding, conv.dilation, conv.groups)
+
+
+def strided_max_pool2d(x: torch.Tensor, kernel: Tuple[int, int], stride: Tuple[int, int],
+                       padding: Tuple[int, int]) -> torch.Tensor:
+    """``F.max_pool2d(x, kernel, stride, padding)`` (no dilation, no ceil mode) as elementwise
+    maxima of strided slices: exact (a max picks a value), but not for gradients (ties)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    x = F.pad(x, (pw, pw, ph, ph), value=float("-inf"))
+    ho, wo = (x.size(2) - kh) // sh + 1, (x.size(3) - kw) // sw + 1
+    rows = x[:, :, 0 : sh * (ho - 1) + 1 : sh]
+    for i in range(1, kh):
+        rows = torch.maximum(rows, x[:, :, i : i + sh * (ho - 1) + 1 : sh])
+    out = rows[..., 0 : sw * (wo - 1) + 1 : sw]
+    for j in range(1, kw):
+        out = torch.maximum(out, rows[..., j : j + sw * (wo - 1) + 1 : sw])
+    return out
 
 
 def batch_norm_any_dim(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
@@ -182,7 +201,11 @@ class ResNet18VideoFrontend(AbsVideoFrontend):
             weight, bias = fold_bn(weight, conv.bias, bn)
             x = F.conv2d(x, weight, bias, conv.stride[1:], conv.padding[1:])
         # max pool before ReLU: the two commute (both monotone), and ReLU then sees 1/4 of the values
-        x = F.max_pool2d(x, pool.kernel_size[1:], pool.stride[1:], pool.padding[1:])
+        pool_args = (pool.kernel_size[1:], pool.stride[1:], pool.padding[1:])
+        if x.requires_grad or pool.dilation not in (1, (1, 1, 1)) or pool.ceil_mode:
+            x = F.max_pool2d(x, *pool_args)
+        else:
+            x = strided_max_pool2d(x, *pool_args)
         return act(x)
 
     def forward(self, video: torch.Tensor, video_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
