@@ -62,14 +62,16 @@ case "${preset}" in
         : "${nj:=2}" "${ngpu:=0}" "${hours:=0.2}" "${frontend:=ds}"
         corpus_preset=demo
         preset_args=(--corpus_args "--far_size 640x360 --middle_size 320x180 --session_seconds 45 --speakers_per_hour 30 --sentence_pool 30 --double_sentence_prob 0 --target_snr_db 0,10 --heldout_babble true --babble_talkers 1,3 --overlap_prob 0.05 --split_shares 0.7,0.1,0.2")
-        # epochs are the configs' own: A0 30, AV0 8 (init from A0)
+        # epochs are the configs' own: A0 30, V0 12, AV0 8 (init A0 + V0, V0's front-end frozen:
+        # from A0 alone the random lip front-end did not learn in 8 epochs, RESULTS.md)
         # The full paper list runs on CPU too (add to --models, ~5 min per AV model):
-        #   AV1:conf/train_avsr_drop_all.yaml:A0 AV2:conf/train_avsr_drop_p05.yaml:A0
+        #   AV1:conf/train_avsr_drop_all.yaml:A0+V0 AV2:conf/train_avsr_drop_p05.yaml:A0+V0
         #   AV3:conf/train_avsr_drop_p05.yaml:AV0 AV5:conf/train_avsr_kd.yaml:AV0:AV0
         #   AV6:conf/train_adapter.yaml:AV5
         : "${models:="
             A0:conf/train_asr.yaml:-
-            AV0:conf/train_avsr.yaml:A0
+            V0:conf/train_vsr.yaml:-
+            AV0:conf/train_avsr_v0.yaml:A0+V0
         "}"
         ;;
     small)
