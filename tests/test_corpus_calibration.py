@@ -190,11 +190,14 @@ def test_datasheet_measures_the_corpus(calibrated, tmp_path, capsys):
     assert train["utterances"] > 0 and train["characters"] > train["utterances"]
     assert train["snr_db"]["far"]["p50"] == pytest.approx(7.0, abs=0.5)
     assert "middle" in train["snr_db"] and "middle" not in sheet["splits"]["eval"]["snr_db"]
+    # near field: the wearer's close-talk mic, crosstalk only, far above the far array's 7 dB
+    assert train["snr_db"]["near"]["p50"] > train["snr_db"]["far"]["p50"] + 10
+    assert "near" not in sheet["splits"]["eval"]["snr_db"]
     assert train["overlap_ratio"] == 0.0
     assert 0 < sheet["unique_mouth_share"] <= 1 and sheet["eval_speakers_unseen"]
     corpus_report(["--corpus", str(calibrated), "--json", str(tmp_path / "d.json")])
     out = capsys.readouterr().out
-    assert "| train |" in out and "far_blur=1.0" in out
+    assert "| train |" in out and "far_blur=1.0" in out and "near SNR p50" in out
     assert json.loads((tmp_path / "d.json").read_text("utf-8"))["splits"]["train"] == train
 
 

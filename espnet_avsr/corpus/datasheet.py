@@ -109,16 +109,18 @@ def format_datasheet(sheet: Dict) -> str:
     """Markdown tables of the datasheet (what RESULTS.md quotes)."""
     lines = [f"Corpus datasheet: `{sheet['corpus']}`", "",
              "| split | sessions | hours | speech h | speakers | utts | chars | overlap | "
-             "far SNR p5/p50/p95 (dB) | middle SNR p50 | distinct sentences | unique mouth seq. |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "far SNR p5/p50/p95 (dB) | middle SNR p50 | near SNR p50 | distinct sentences | unique mouth seq. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for split, v in sheet["splits"].items():
         far = v["snr_db"].get("far", {})
         mid = v["snr_db"].get("middle", {})
         far_s = "/".join(f"{far[k]:.1f}" for k in ("p5", "p50", "p95")) if far else "-"
         mid_s = f"{mid['p50']:.1f}" if mid else "-"
+        near = v["snr_db"].get("near", {})
+        near_s = f"{near['p50']:.1f}" if near else "-"
         lines.append(f"| {split} | {v['sessions']} | {v['hours']:.3f} | {v['speech_hours']:.3f} | "
                      f"{v['speakers']} | {v['utterances']} | {v['characters']} | "
-                     f"{100 * v['overlap_ratio']:.1f} % | {far_s} | {mid_s} | "
+                     f"{100 * v['overlap_ratio']:.1f} % | {far_s} | {mid_s} | {near_s} | "
                      f"{v['distinct_sentences']} | {100 * v['unique_mouth_share']:.1f} % |")
     lines += ["", f"All splits: {sheet['distinct_sentences']} distinct sentences, "
               f"{100 * sheet['unique_mouth_share']:.1f} % with a mouth-shape sequence no other has; "

@@ -354,9 +354,14 @@ def generate_session(spec: SessionSpec, root, synth: SyllableSynth) -> Dict:
                 dry[e.spk, e.start:e.end] += g * e.wave
         xt = 10 ** (opts.crosstalk_db / 20)
         total = dry.sum(0)
+        snrs["near"] = [None] * len(events)  # the wearer's speech against crosstalk and the floor
         for i, s in enumerate(spec.speakers):
             near = dry[i] * (1 - xt) + xt * total
             near += 10 ** (-55 / 20) * r_noise.standard_normal(n).astype(np.float32)
+            for j, e in enumerate(events):
+                if e.kind == "speech" and e.spk == i and e.end > e.start:
+                    own = dry[i, e.start:e.end]
+                    snrs["near"][j] = round(float(snr_db(rooms.power(own), rooms.power(near[e.start:e.end] - own))), 2)
             write_wav(lay.near_wav(s.spk), rooms.to_int16(near, 0.5)[0], SAMPLE_RATE)
 
     # ---- transcripts and alignment ----------------------------------------------------
