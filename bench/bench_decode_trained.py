@@ -44,18 +44,11 @@ sys.path.insert(0, str(ROOT))
 CONF = ROOT / "egs2/misp_avsr/avsr1/conf"
 
 
-def read_scp(path: Path) -> Dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            k, v = line.split(maxsplit=1)
-            out[k] = v
-    return out
-
-
 def load_utts(data: Path, n: int) -> List[Tuple[str, np.ndarray, np.ndarray]]:
-    wav = read_scp(data / "wav.scp")
-    roi = read_scp(data / "roi.scp") if (data / "roi.scp").is_file() else {}
+    from espnet_avsr.common.kaldi_dir import read_kv
+
+    wav = read_kv(data / "wav.scp")
+    roi = read_kv(data / "roi.scp") if (data / "roi.scp").is_file() else {}
     out = []
     for key in sorted(wav)[:n]:
         speech, rate = sf.read(wav[key], dtype="float32")
@@ -66,16 +59,10 @@ def load_utts(data: Path, n: int) -> List[Tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
-def checkpoint(exp: Path) -> Path:
-    for name in ("valid.acc.ave.pth", "valid.acc.best.pth", "latest.pth"):
-        if (exp / name).is_file():
-            return exp / name
-    raise FileNotFoundError(f"{exp}: no valid.acc.ave.pth / valid.acc.best.pth / latest.pth")
-
-
 def is_av(exp: Path) -> bool:
-    conf = yaml.safe_load((exp / "config.yaml").read_text())
-    return "video_frontend" in conf or conf.get("encoder") in ("av_conformer", "video_conformer")
+    from espnet_avsr.bin.avsr_pack import task_of
+
+    return task_of(yaml.safe_load((exp / "config.yaml").read_text())) == "avsr"
 
 
 def build(exp: Path, decode_config: Path, av: bool):
@@ -84,15 +71,17 @@ def build(exp: Path, decode_config: Path, av: bool):
     kw = dict(beam_size=dconf.get("beam_size", 10), ctc_weight=dconf.get("ctc_weight", 0.3),
               penalty=dconf.get("penalty", 0.0), maxlenratio=dconf.get("maxlenratio", 0.0),
               minlenratio=dconf.get("minlenratio", 0.0), nbest=1)
+    from espnet_avsr.bin.avsr_pack import resolve_model_dir
+
+    files = resolve_model_dir(str(exp))  # the checkpoint the recipe decodes (and an MS-Adapter's base)
     if av:
         from espnet_avsr.bin.avsr_inference import AVSpeech2Text
 
-        s2t = AVSpeech2Text(asr_train_config=exp / "config.yaml", asr_model_file=checkpoint(exp), **kw)
+        s2t = AVSpeech2Text(**files, **kw)
         return s2t, s2t.model
     from espnet2.bin.asr_inference import Speech2Text
 
-    s2t = Speech2Text(asr_train_config=str(exp / "config.yaml"), asr_model_file=str(checkpoint(exp)),
-                      lm_weight=0.0, **kw)
+    s2t = Speech2Text(**files, lm_weight=0.0, **kw)
     return s2t, s2t.asr_model
 
 

@@ -31,6 +31,8 @@ from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttenti
 from espnet.nets.pytorch_backend.transformer.decoder_layer import DecoderLayer
 from espnet.nets.scorer_interface import BatchScorerInterface
 
+from espnet_avsr.models.beam_scorers import replace_scorer
+
 #: decoder option values: ``cached`` (this module) or ``espnet`` (ESPnet's batch_score, the reference)
 DECODER_SCORERS = ("cached", "espnet")
 
@@ -146,9 +148,4 @@ def use_decoder_scorer(beam_search: Any, kind: str) -> None:
     decoder = old.decoder if isinstance(old, CachedDecoderScorer) else old
     if kind == "cached" and not supports(decoder):
         return
-    new = CachedDecoderScorer(decoder) if kind == "cached" else decoder
-    for table in (beam_search.scorers, beam_search.full_scorers, beam_search.part_scorers):
-        if "decoder" in table:
-            table["decoder"] = new
-    if "decoder" in getattr(beam_search, "nn_dict", {}):
-        beam_search.nn_dict["decoder"] = new
+    replace_scorer(beam_search, "decoder", CachedDecoderScorer(decoder) if kind == "cached" else decoder)

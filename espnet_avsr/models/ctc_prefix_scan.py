@@ -28,6 +28,8 @@ import torch
 from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 
+from espnet_avsr.models.beam_scorers import replace_scorer
+
 #: decoder option values: ``scan`` (this module) or ``loop`` (ESPnet's frame loop, the reference)
 CTC_SCORERS = ("scan", "loop")
 
@@ -264,7 +266,4 @@ def use_ctc_scorer(beam_search: Any, kind: str) -> None:
     if not scorers or "ctc" not in scorers:
         return
     old = scorers["ctc"]
-    new = build_ctc_scorer(kind, old.ctc, old.eos)
-    for table in (beam_search.scorers, beam_search.full_scorers, beam_search.part_scorers):
-        if "ctc" in table:
-            table["ctc"] = new
+    replace_scorer(beam_search, "ctc", build_ctc_scorer(kind, old.ctc, old.eos))
