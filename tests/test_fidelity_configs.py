@@ -82,3 +82,57 @@ def test_figure_configs_build_the_figure_models_and_the_adapter_fits_its_base(tm
     result = ms.load_state_dict(kd.state_dict(), strict=False)
     assert result.unexpected_keys == []
     assert result.missing_keys and all(is_adapter_key(k) for k in result.missing_keys)
+
+
+# conf/fidelity: the decision study's configs (local/fidelity_study.sh), one option each against
+# the demo-scale config it derives from. Every model pair of the study differs in its option alone.
+FREEZE = {"model_conf.freeze_video_frontend": True}     # the KD students train like the demo's AV0
+DROP = {"model_conf.video_dropout": "<absent>", "model_conf.video_dropout.prob": 0.5,
+        "model_conf.video_dropout.rate": 0.5, "model_conf.video_dropout.pattern": "random"}
+STUDY = {
+    "merge_figure.yaml": ("train_avsr_v0.yaml", MERGE),
+    "drop_zeros.yaml": ("train_avsr_v0.yaml", {**DROP, "model_conf.video_dropout.fill": "zeros"}),
+    "drop_black.yaml": ("train_avsr_v0.yaml", {**DROP, **FILL}),
+    "kd_clean.yaml": ("train_avsr_kd.yaml", FREEZE),
+    "kd_student.yaml": ("train_avsr_kd.yaml", {**FREEZE, "model_conf.kd_teacher_audio": "student"}),
+    "kd_fig_fusion.yaml": ("train_avsr_kd.yaml", {**FREEZE, **MERGE}),
+    "kd_fig_merge_in.yaml": ("train_avsr_kd.yaml", {**FREEZE, **MERGE, "model_conf.kd_layers": ["merge_in"]}),
+    "adapter_qkv.yaml": ("train_adapter.yaml", {"model_conf.adapter_conf.targets": "qkv"}),
+}
+
+
+def test_every_study_config_is_listed():
+    assert sorted(p.name for p in (CONF / "fidelity").glob("*.yaml")) == sorted(STUDY)
+
+
+@pytest.mark.parametrize("name", sorted(STUDY))
+def test_study_config_differs_from_its_source_in_its_option_only(name):
+    src, changes = STUDY[name]
+    cfg, base = flat(load(f"fidelity/{name}")), flat(load(src))
+    differing = {k for k in set(cfg) | set(base) if cfg.get(k, "<absent>") != base.get(k, "<absent>")}
+    assert differing == set(changes)
+    assert {k: cfg.get(k, "<absent>") for k in changes} == changes
+    assert "# FIDELITY:" in (CONF / "fidelity" / name).read_text(encoding="utf-8")
+
+
+def test_study_pairs_differ_in_one_option():
+    """The pairs the study compares: all keys equal but the option under test."""
+    pairs = {("drop_zeros.yaml", "drop_black.yaml"): {"model_conf.video_dropout.fill"},
+             ("kd_clean.yaml", "kd_student.yaml"): {"model_conf.kd_teacher_audio"},
+             ("kd_fig_fusion.yaml", "kd_fig_merge_in.yaml"): {"model_conf.kd_layers"}}
+    for (a, b), keys in pairs.items():
+        fa, fb = flat(load(f"fidelity/{a}")), flat(load(f"fidelity/{b}"))
+        assert {k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k)} == keys, (a, b)
+
+
+def test_study_configs_build(tmp_path):
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(["<blank>", "<unk>", "a", "b", "<sos/eos>"]) + "\n", encoding="utf-8")
+    black = build("fidelity/drop_black.yaml", tokens)
+    assert black.video_dropout.fill == "black" and black.encoder.merge_type == "last"
+    assert build("fidelity/merge_figure.yaml", tokens).encoder.merge_type == "figure"
+    mi = build("fidelity/kd_fig_merge_in.yaml", tokens)
+    assert mi.kd_layers == [f"merge_in.{k}" for k in range(mi.encoder.num_fusion_blocks + 1)]
+    assert not any(p.requires_grad for p in mi.video_frontend.parameters())   # frozen like AV0
+    qkv = build("fidelity/adapter_qkv.yaml", tokens)
+    assert {m.rsplit(".", 1)[-1] for m in qkv.adapted_modules} == {"linear_q", "linear_k", "linear_v"}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Issue 20's decision study (docs/DESIGN.md section 7): each option where the paper's figure and
+# our first reading differ, trained both ways with everything else equal, two seeds, and compared
+# on dev_far with a paired bootstrap over sessions (the five missing-video rates and the seeds
+# pooled). Demo scale, so that it fits the 2-core machine: the demo corpus (closed 30-sentence
+# pool, far SNR 0-10 dB) at 0.3 h with a 0.3 dev share (7 dev sessions; the demo's dev has 2).
+#
+#   local/fidelity_study.sh [--seeds "0 1"] [--stage data|train|compare]
+#
+# Seeds train side by side, one CPU thread each, seed k in exp_fid_s<k>/ (avsr.sh holds one lock
+# per expdir). Every step is avsr.sh's, so a re-run skips what is done. The table lands in
+# exp_fid/decisions.md (and one JSON per comparison beside it).
+#
+# Comparisons (A = today's default, B = the figure's reading; B - A < 0: the figure is better):
+#   merge         AV0 (merge: last)        vs AV0fig (merge: figure)               A0+V0 init
+#   fill          AV2z (fill: zeros)       vs AV2b (fill: black, decoded black)    A0+V0 init, video dropout
+#   teacher_audio AV5c (clean)             vs AV5s (student's SpecAugment draw)    init and teacher AV0
+#   kd_layers     AV5fig (kd on the merge) vs AV5figmi (kd on the merge's inputs)  init and teacher AV0fig
+#   targets       AV6a (q, k, v, out)      vs AV6q (q, k, v)                       adapters on AV5c
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seeds="0 1"
+stage=data
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seeds) seeds="$2"; shift 2 ;;
+        --stage) stage="$2"; shift 2 ;;
+        *) echo "$0: unknown option $1 (--seeds, --stage data|train|compare)" >&2; exit 1 ;;
+    esac
+done
+case "${stage}" in data|train|compare) ;; *) echo "$0: --stage data|train|compare, got ${stage}" >&2; exit 1 ;; esac
+
+corpus="--far_size 640x360 --middle_size 320x180 --session_seconds 45 --speakers_per_hour 30 --sentence_pool 30"
+corpus+=" --double_sentence_prob 0 --target_snr_db 0,10 --heldout_babble true --babble_talkers 1,3"
+corpus+=" --overlap_prob 0.05 --split_shares 0.5,0.3,0.2"
+common=(--preset demo --hours 0.3 --test_snrs "" -- --corpus_args "${corpus}" --test_sets dev_far)
+
+# part 1 answers merge and fill, part 2 (trained after part 1 is decoded) the KD and adapter options
+part1="A0:conf/train_asr.yaml:-
+V0:conf/train_vsr.yaml:-
+AV0:conf/train_avsr_v0.yaml:A0+V0
+AV0fig:conf/fidelity/merge_figure.yaml:A0+V0
+AV2z:conf/fidelity/drop_zeros.yaml:A0+V0
+AV2b:conf/fidelity/drop_black.yaml:A0+V0"
+part2="${part1}
+AV5c:conf/fidelity/kd_clean.yaml:AV0:AV0
+AV5s:conf/fidelity/kd_student.yaml:AV0:AV0
+AV6a:conf/train_adapter.yaml:AV5c
+AV6q:conf/fidelity/adapter_qkv.yaml:AV5c
+AV5fig:conf/fidelity/kd_fig_fusion.yaml:AV0fig:AV0fig
+AV5figmi:conf/fidelity/kd_fig_merge_in.yaml:AV0fig:AV0fig"
+
+if [ "${stage}" = data ]; then
+    echo "=== fidelity study: corpus and data (stages 0-6) ==="
+    ./run.sh --stage 0 --stop_stage 6 "${common[@]}"
+    stage=train
+fi
+
+one_seed() {   # one_seed <seed>: train and decode both parts for this seed (stages 7-10)
+    local args=("${common[@]}" --expdir "exp_fid_s$1" --seeds "$1" --train_threads 1 --nj 1)
+    ./run.sh --stage 7 --stop_stage 10 --models "${part1}" "${args[@]}"
+    # AV2b was trained with black frames: decode it with black frames too (a _fillblack directory)
+    ./run.sh --stage 10 --stop_stage 10 --models "${part1}" "${args[@]}" --test_missing_fill black
+    ./run.sh --stage 7 --stop_stage 10 --models "${part2}" "${args[@]}"
+}
+
+if [ "${stage}" = train ]; then
+    echo "=== fidelity study: training seeds ${seeds} side by side (logs exp_fid/seed<k>.log) ==="
+    mkdir -p exp_fid
+    pids=()
+    for s in ${seeds}; do
+        one_seed "${s}" > "exp_fid/seed${s}.log" 2>&1 &
+        pids+=($!)
+    done
+    failed=0
+    for p in "${pids[@]}"; do wait "${p}" || failed=1; done
+    [ "${failed}" = 0 ] || { echo "$0: a seed failed, see exp_fid/seed*.log" >&2; exit 1; }
+    stage=compare
+fi
+
+# --- compare: pooled paired bootstrap over sessions, B - A, the five rates and the seeds ---------
+py="${PYTHON:-python}"
+[ -x ../../../tools/venv/bin/python ] && py=../../../tools/venv/bin/python
+echo "=== fidelity study: dev_far comparisons -> exp_fid/decisions.md ==="
+hyps() {   # hyps <model> <fill tag or ""> : the model's dev_far decodes, every rate, every seed
+    local s d
+    for s in ${seeds}; do
+        for r in 0 0.25 0.5 0.75 1.0; do
+            d=$(ls -d exp_fid_s"${s}"/"$1"/decode_avsr"$2"_valid.*/dev_far_miss"${r}"_random 2>/dev/null | head -n 1)
+            [ -n "${d}" ] && [ -s "${d}/text" ] || { echo "$0: no dev_far decode of $1 (seed ${s}, rate ${r}${2:+, $2})" >&2; return 1; }
+            echo "${d}/text"
+        done
+    done
+}
+compare() {   # compare <label> <model A> <fill A> <model B> <fill B>
+    local a b
+    a=$(hyps "$2" "$3") && b=$(hyps "$4" "$5") || { echo "| $1 | not decoded yet |"; return 0; }
+    # shellcheck disable=SC2086
+    "${py}" -m espnet_avsr.bin.compare_cer --ref data/dev_far/text --hyp_a ${a} --hyp_b ${b} \
+        --name_a "$2" --name_b "$4" --out "exp_fid/$1.json" > "exp_fid/$1.log"
+    "${py}" - "exp_fid/$1.json" "$1" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"| {sys.argv[2]} | {r['name_a']} {100 * r['cer_a']:.2f} | {r['name_b']} {100 * r['cer_b']:.2f} "
+      f"| {100 * r['delta']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] | {r['num_sessions']} x {r['num_seeds']} |")
+EOF
+}
+{
+    echo "| option | A (today) CER | B (figure) CER | B - A, 95 % interval | sessions x pairs |"
+    echo "|---|---|---|---|---|"
+    compare merge AV0 "" AV0fig ""
+    compare fill AV2z "" AV2b "_fillblack"
+    compare teacher_audio AV5c "" AV5s ""
+    compare kd_layers AV5fig "" AV5figmi ""
+    compare targets AV6a "" AV6q ""
+} | tee exp_fid/decisions.md
