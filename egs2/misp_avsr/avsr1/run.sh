@@ -31,7 +31,7 @@ speed_perturb_factors=""
 train_args=""        # extra ESPnet training options for every model, e.g. "--max_epoch 5"
 test_missing_rates="0 0.25 0.5 0.75 1.0"   # video frames dropped at test time
 test_missing_pattern=random
-test_snrs=""         # babble SNRs (held-out talkers), complete video; default "0 -5" ("5 0 -5" for paper)
+test_snrs=""         # babble SNRs (held-out talkers), complete video; default "0 -5" ("5 0 -5" for paper); none = no babble sets
 models=""            # name:config:init[:teacher] lines (default: the preset's list)
 dropout_study=false  # true: also train AVd0.1/0.3/0.5/0.7 (video dropout on every sample) for the study figures
 dropout_study_rates="0.1 0.3 0.5 0.7"   # the study's rates (with --dropout_study true)
@@ -138,6 +138,7 @@ case "${preset}" in
 esac
 
 : "${test_snrs:=0 -5}"
+[ "${test_snrs}" = none ] && test_snrs=""   # empty means the default above, so "none" turns them off
 study_args=()
 [ "${dropout_study}" = true ] && study_args=(--dropout_study_rates "${dropout_study_rates}")
 
