@@ -82,3 +82,41 @@ def test_changed_decode_settings_get_a_new_dir_and_the_report_uses_it(exp):
     edited = _run(exp, "--inference_args", "--maxlenratio 0.4", stop=10)
     assert "decode settings of AV0 changed" in edited and "one process each for all models" in edited
     assert "beam_size: 3" in (new / "decode_settings").read_text()
+
+
+@pytest.mark.slow
+def test_a_missing_video_setting_redecodes_the_av_model_only(tmp_path):
+    """--test_missing_fill black gives the AV model a new decode directory and leaves the
+    audio-only model's decode alone (its settings hold no missing-video line)."""
+    from espnet2.tasks.asr import ASRTask
+    from espnet_avsr.tasks.avsr import AVSRTask
+    from test_decode_conditions import TINY_ASR
+
+    src = make_dump(tmp_path / "src")
+    (tmp_path / "dump" / "raw").mkdir(parents=True)
+    os.symlink(src, tmp_path / "dump" / "raw" / "eval_far")
+    for task, conf, name in ((ASRTask, TINY_ASR, "A0"), (AVSRTask, TINY, "AV0")):
+        _, pth = _save_model(task, conf, tmp_path / "exp" / name, tmp_path / "src" / "tokens.txt")
+        pth.rename(pth.with_name("valid.acc.ave.pth"))
+    (tmp_path / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 2, "ctc_weight": 0.3, "nbest": 1}))
+    models = f"A0:{tmp_path / 'exp' / 'A0' / 'train.yaml'}:-\nAV0:{tmp_path / 'exp' / 'AV0' / 'train.yaml'}:-"
+
+    def run(*args):
+        cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "10", "--expdir", str(tmp_path / "exp"),
+               "--dumpdir", str(tmp_path / "dump"), "--models", models, "--test_sets", "eval_far",
+               "--test_missing_rates", "1.0", "--test_snrs", "", "--decode_nj", "1",
+               "--asr_decode_config", str(tmp_path / "decode.yaml"),
+               "--avsr_decode_config", str(tmp_path / "decode.yaml"), *args]
+        r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r.stdout
+
+    run()
+    a0 = tmp_path / "exp" / "A0" / "decode_valid.acc.ave" / "eval_far" / "text"
+    before = a0.stat().st_mtime_ns
+    out = run("--test_missing_fill", "black")
+    assert "decode settings of A0 changed" not in out and "[skip] decode A0" in out
+    assert a0.stat().st_mtime_ns == before
+    black = tmp_path / "exp" / "AV0" / "decode_fillblack_valid.acc.ave" / "eval_far_miss1.0_random"
+    assert json.loads((black / "score_cer" / "result.json").read_text())["meta"]["missing_fill"] == "black"
+    assert (tmp_path / "exp" / "AV0" / "decode_valid.acc.ave" / "eval_far_miss1.0_random" / "text").is_file()

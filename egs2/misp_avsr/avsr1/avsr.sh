@@ -677,7 +677,8 @@ decode_settings() {   # decode_settings <model>: everything a decode of this mod
     cat "$(decode_config_of "$1")"
     echo "inference_args ${inference_args}"
     echo "decode_mode ${decode_mode}"
-    echo "missing ${test_missing_pattern} ${test_missing_fill:-zeros} ${test_missing_seed}"
+    # the missing-video settings only touch models that see video (an audio-only decode stays valid)
+    is_asr_model "$1" || echo "missing ${test_missing_pattern} ${test_missing_fill:-zeros} ${test_missing_seed}"
     echo "checkpoint ${ckpt} $(stat -L -c '%s %Y' "${ckpt}")"
     if is_adapter_model "$1"; then
         local base; base="$(model_checkpoint "${inits[$(model_index "$1")]}")"
