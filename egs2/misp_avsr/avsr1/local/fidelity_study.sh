@@ -83,12 +83,13 @@ if [ "${stage}" = train ]; then
 fi
 
 # --- compare: pooled paired bootstrap over sessions, B - A, the five rates and the seeds ---------
-py="${PYTHON:-python}"
-[ -x ../../../tools/venv/bin/python ] && py=../../../tools/venv/bin/python
+# shellcheck disable=SC1091
+. ./path.sh   # the venv and the plugin on PYTHONPATH
+py=python
 echo "=== fidelity study: dev_far comparisons -> exp_fid/decisions.md ==="
-hyps() {   # hyps <model> <fill tag or ""> : the model's dev_far decodes, every rate, every seed
-    local s d
-    for s in ${seeds}; do
+hyps() {   # hyps <model> <fill tag or ""> <seeds>: the model's dev_far decodes, every rate, those seeds
+    local s r d
+    for s in $3; do
         for r in 0 0.25 0.5 0.75 1.0; do
             d=$(ls -d exp_fid_s"${s}"/"$1"/decode_avsr"$2"_valid.*/dev_far_miss"${r}"_random 2>/dev/null | head -n 1)
             [ -n "${d}" ] && [ -s "${d}/text" ] || { echo "$0: no dev_far decode of $1 (seed ${s}, rate ${r}${2:+, $2})" >&2; return 1; }
@@ -96,22 +97,32 @@ hyps() {   # hyps <model> <fill tag or ""> : the model's dev_far decodes, every 
         done
     done
 }
-compare() {   # compare <label> <model A> <fill A> <model B> <fill B>
+bootstrap() {   # bootstrap <label> <model A> <fill A> <model B> <fill B> <seeds> <tag>: exp_fid/<label>.<tag>.json
     local a b
-    a=$(hyps "$2" "$3") && b=$(hyps "$4" "$5") || { echo "| $1 | not decoded yet |"; return 0; }
+    a=$(hyps "$2" "$3" "$6") && b=$(hyps "$4" "$5" "$6") || return 1
     # shellcheck disable=SC2086
     "${py}" -m espnet_avsr.bin.compare_cer --ref data/dev_far/text --hyp_a ${a} --hyp_b ${b} \
-        --name_a "$2" --name_b "$4" --out "exp_fid/$1.json" > "exp_fid/$1.log"
-    "${py}" - "exp_fid/$1.json" "$1" <<'EOF'
+        --name_a "$2" --name_b "$4" --out "exp_fid/$1.$7.json" > "exp_fid/$1.$7.log"
+}
+compare() {   # compare <label> <model A> <fill A> <model B> <fill B>: a table row, pooled and per seed
+    local s
+    bootstrap "$@" "${seeds}" pooled || { echo "| $1 | not decoded yet |"; return 0; }
+    for s in ${seeds}; do bootstrap "$@" "${s}" "seed${s}"; done
+    "${py}" - "$1" ${seeds} <<'EOF'
 import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"| {sys.argv[2]} | {r['name_a']} {100 * r['cer_a']:.2f} | {r['name_b']} {100 * r['cer_b']:.2f} "
-      f"| {100 * r['delta']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] | {r['num_sessions']} x {r['num_seeds']} |")
+label, seeds = sys.argv[1], sys.argv[2:]
+r = json.load(open(f"exp_fid/{label}.pooled.json"))
+per = " / ".join(f"{100 * json.load(open(f'exp_fid/{label}.seed{s}.json'))['delta']:+.2f}" for s in seeds)
+print(f"| {label} | {r['name_a']} {100 * r['cer_a']:.2f} | {r['name_b']} {100 * r['cer_b']:.2f} "
+      f"| {100 * r['delta']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] | {per} | {r['num_sessions']} |")
 EOF
 }
 {
-    echo "| option | A (today) CER | B (figure) CER | B - A, 95 % interval | sessions x pairs |"
-    echo "|---|---|---|---|---|"
+    echo "CER (%) on dev_far, pooled over the missing-video rates 0, 0.25, 0.5, 0.75, 1.0 and the seeds ${seeds};"
+    echo "B - A < 0: the figure's reading is better. Interval: paired bootstrap over sessions (compare_cer)."
+    echo
+    echo "| option | A (today) | B (figure) | B - A, 95 % interval | B - A per seed | dev sessions |"
+    echo "|---|---|---|---|---|---|"
     compare merge AV0 "" AV0fig ""
     compare fill AV2z "" AV2b "_fillblack"
     compare teacher_audio AV5c "" AV5s ""
