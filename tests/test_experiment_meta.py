@@ -65,6 +65,11 @@ def test_model_list_is_typed_and_seeds_copy_each_chain(confs, tmp_path):
     derived = yaml.safe_load(Path(study.config).read_text())
     assert Path(study.config) == tmp_path / "conf" / "train_asr_looks_audio_drop_r0.3.yaml"
     assert derived["model_conf"]["video_dropout"] == {"prob": 1.0, "rate": 0.3, "pattern": "random", "fill": "zeros"}
+    # a study decoded with black frames trains with them (avsr.sh passes --test_missing_fill)
+    black = model_list(models, study_rates="0.3", study_config=confs["av"], conf_dir=tmp_path / "black", study_fill="black")
+    assert yaml.safe_load(Path(black[-1].config).read_text())["model_conf"]["video_dropout"]["fill"] == "black"
+    with pytest.raises(ConfigError, match="fill must be one of"):
+        model_list(models, study_rates="0.3", study_config=confs["av"], conf_dir=tmp_path / "bad", study_fill="grey")
     # models.tsv round trip: what avsr.sh reads, "-" for nothing (an empty column would vanish in bash's read)
     write_models_tsv(tmp_path / "models.tsv", specs)
     rows = [r.split("\t") for r in (tmp_path / "models.tsv").read_text().splitlines()]

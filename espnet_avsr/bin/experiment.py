@@ -32,6 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--dropout_study_rates", default="", help="one AVd<rate> model per rate")
     s.add_argument("--dropout_study_config", default="", help="base config of the study models")
     s.add_argument("--dropout_study_init", default="A0", help="init model of the study models")
+    s.add_argument("--dropout_study_fill", default="zeros", help="fill of the study models' dropped frames")
     s.add_argument("--conf_dir", default="exp/conf", help="where the study configs are written")
     s.add_argument("--check_configs", action="store_true",
                    help="every config must exist and every init fit its model (training or decoding will run)")
@@ -58,7 +59,7 @@ def _body(args: argparse.Namespace) -> None:
             write_set_info(d, clean_set_info(name))
     else:
         specs = model_list(args.models, args.seeds, args.dropout_study_rates, args.dropout_study_config,
-                           args.dropout_study_init, args.conf_dir, args.check_configs)
+                           args.dropout_study_init, args.conf_dir, args.check_configs, args.dropout_study_fill)
         write_models_tsv(args.out, specs)
         if args.exp:
             for s in specs:

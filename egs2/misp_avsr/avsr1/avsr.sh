@@ -77,7 +77,7 @@ asr_tag=""             # name of the --asr_config model (default: the config's f
 # into ${expdir}/conf/). Empty = no study. E.g. --dropout_study_rates "0.1 0.3 0.5 0.7"
 dropout_study_rates=""
 dropout_study_config=conf/train_avsr.yaml   # base config of the study models
-dropout_study_init=A0  # init model of the study models
+dropout_study_init=A0  # init model of the study models (their dropped frames get --test_missing_fill)
 # Training seeds, e.g. "0 1": each model is trained once per seed; seed k (not the first) names
 # the model, its init chain and its teacher <name>_s<k>.
 seeds=""               # training seeds, e.g. "0 1" (empty = ESPnet's default seed, one run)
@@ -182,7 +182,8 @@ if [ "${stop_stage}" -ge 7 ] && [ "${stage}" -le 11 ]; then   # fail before hour
 fi
 "${python}" -m espnet_avsr.bin.experiment models --models "${models}" --seeds "${seeds}" \
     --dropout_study_rates "${dropout_study_rates}" --dropout_study_config "${dropout_study_config}" \
-    --dropout_study_init "${dropout_study_init}" --conf_dir "${expdir}/conf" "${check_configs[@]}" \
+    --dropout_study_init "${dropout_study_init}" --dropout_study_fill "${test_missing_fill:-zeros}" \
+    --conf_dir "${expdir}/conf" "${check_configs[@]}" \
     --out "${expdir}/models.tsv" --exp "${expdir}" \
     || die "cannot use the model list (--models, --seeds, --dropout_study_*): see the error above"
 names=(); configs=(); inits=(); teachers=(); kinds=()
