@@ -98,6 +98,8 @@ STUDY = {
     "kd_fig_fusion.yaml": ("train_avsr_kd.yaml", {**FREEZE, **MERGE}),
     "kd_fig_merge_in.yaml": ("train_avsr_kd.yaml", {**FREEZE, **MERGE, "model_conf.kd_layers": ["merge_in"]}),
     "adapter_qkv.yaml": ("train_adapter.yaml", {"model_conf.adapter_conf.targets": "qkv"}),
+    "adapter_fig.yaml": ("train_adapter.yaml", MERGE),
+    "adapter_fig_qkv.yaml": ("train_adapter.yaml", {**MERGE, "model_conf.adapter_conf.targets": "qkv"}),
 }
 
 
@@ -119,7 +121,8 @@ def test_study_pairs_differ_in_one_option():
     """The pairs the study compares: all keys equal but the option under test."""
     pairs = {("drop_zeros.yaml", "drop_black.yaml"): {"model_conf.video_dropout.fill"},
              ("kd_clean.yaml", "kd_student.yaml"): {"model_conf.kd_teacher_audio"},
-             ("kd_fig_fusion.yaml", "kd_fig_merge_in.yaml"): {"model_conf.kd_layers"}}
+             ("kd_fig_fusion.yaml", "kd_fig_merge_in.yaml"): {"model_conf.kd_layers"},
+             ("adapter_fig.yaml", "adapter_fig_qkv.yaml"): {"model_conf.adapter_conf.targets"}}
     for (a, b), keys in pairs.items():
         fa, fb = flat(load(f"fidelity/{a}")), flat(load(f"fidelity/{b}"))
         assert {k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k)} == keys, (a, b)

@@ -16,7 +16,8 @@
 #   fill          AV2z (fill: zeros)       vs AV2b (fill: black, decoded black)    A0+V0 init, video dropout
 #   teacher_audio AV5c (clean)             vs AV5s (student's SpecAugment draw)    init and teacher AV0
 #   kd_layers     AV5fig (kd on the merge) vs AV5figmi (kd on the merge's inputs)  init and teacher AV0fig
-#   targets       AV6a (q, k, v, out)      vs AV6q (q, k, v)                       adapters on AV5c
+#   targets       AV6fig (q, k, v, out)    vs AV6figq (q, k, v)                    adapters on AV5fig
+#   (targets_last AV6a vs AV6q, the same on AV5c: the first reading's merge and its low-rank bridge)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,7 +50,9 @@ AV5s:conf/fidelity/kd_student.yaml:AV0:AV0
 AV6a:conf/train_adapter.yaml:AV5c
 AV6q:conf/fidelity/adapter_qkv.yaml:AV5c
 AV5fig:conf/fidelity/kd_fig_fusion.yaml:AV0fig:AV0fig
-AV5figmi:conf/fidelity/kd_fig_merge_in.yaml:AV0fig:AV0fig"
+AV5figmi:conf/fidelity/kd_fig_merge_in.yaml:AV0fig:AV0fig
+AV6fig:conf/fidelity/adapter_fig.yaml:AV5fig
+AV6figq:conf/fidelity/adapter_fig_qkv.yaml:AV5fig"
 
 if [ "${stage}" = data ]; then
     echo "=== fidelity study: corpus and data (stages 0-6) ==="
@@ -87,10 +90,11 @@ fi
 . ./path.sh   # the venv and the plugin on PYTHONPATH
 py=python
 echo "=== fidelity study: dev_far comparisons -> exp_fid/decisions.md ==="
+rates="0 0.25 0.5 0.75 1.0"   # pooled; the adapter rows use 1.0 alone (below it adapters are off: A = B)
 hyps() {   # hyps <model> <fill tag or ""> <seeds>: the model's dev_far decodes, every rate, those seeds
     local s r d
     for s in $3; do
-        for r in 0 0.25 0.5 0.75 1.0; do
+        for r in ${rates}; do
             d=$(ls -d exp_fid_s"${s}"/"$1"/decode_avsr"$2"_valid.*/dev_far_miss"${r}"_random 2>/dev/null | head -n 1)
             [ -n "${d}" ] && [ -s "${d}/text" ] || { echo "$0: no dev_far decode of $1 (seed ${s}, rate ${r}${2:+, $2})" >&2; return 1; }
             echo "${d}/text"
@@ -118,7 +122,8 @@ print(f"| {label} | {r['name_a']} {100 * r['cer_a']:.2f} | {r['name_b']} {100 * 
 EOF
 }
 {
-    echo "CER (%) on dev_far, pooled over the missing-video rates 0, 0.25, 0.5, 0.75, 1.0 and the seeds ${seeds};"
+    echo "CER (%) on dev_far, pooled over the missing-video rates ${rates} and the seeds ${seeds} (the adapter"
+    echo "rows: 100 % missing alone, where the adapters act; targets_last: on the first reading's merge);"
     echo "B - A < 0: the figure's reading is better. Interval: paired bootstrap over sessions (compare_cer)."
     echo
     echo "| option | A (today) | B (figure) | B - A, 95 % interval | B - A per seed | dev sessions |"
@@ -127,5 +132,7 @@ EOF
     compare fill AV2z "" AV2b "_fillblack"
     compare teacher_audio AV5c "" AV5s ""
     compare kd_layers AV5fig "" AV5figmi ""
-    compare targets AV6a "" AV6q ""
+    rates=1.0
+    compare targets AV6fig "" AV6figq ""
+    compare targets_last AV6a "" AV6q ""
 } | tee exp_fid/decisions.md
