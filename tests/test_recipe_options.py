@@ -138,3 +138,7 @@ def test_paper_preset_is_the_paper_list_with_two_seeds_and_fair_configs(tmp_path
     av3, av5 = load("AV3"), load("AV5")
     assert av3["max_epoch"] == av5["max_epoch"] and av3["optim_conf"] == av5["optim_conf"]
     assert av3["model_conf"]["video_dropout"] == av5["model_conf"]["video_dropout"]
+    # the chain agrees on the figure's merge (issue 20), and the study trains with the frames it is
+    # decoded with (the preset decodes black frames)
+    assert {load(n)["encoder_conf"]["merge"] for n in ("AV0", "AV1", "AV3", "AV5", "AV6", "AVd0.5")} == {"figure"}
+    assert load("AVd0.5")["model_conf"]["video_dropout"]["fill"] == av5["model_conf"]["video_dropout"]["fill"] == "black"
