@@ -70,6 +70,9 @@ def test_model_list_is_typed_and_seeds_copy_each_chain(confs, tmp_path):
     assert yaml.safe_load(Path(black[-1].config).read_text())["model_conf"]["video_dropout"]["fill"] == "black"
     with pytest.raises(ConfigError, match="fill must be one of"):
         model_list(models, study_rates="0.3", study_config=confs["av"], conf_dir=tmp_path / "bad", study_fill="grey")
+    from espnet_avsr.common.experiment import STUDY_FILLS
+    from espnet_avsr.data.missing_video import FILLS
+    assert sorted(STUDY_FILLS) == sorted(FILLS)  # the recipe's early check names what the model accepts
     # models.tsv round trip: what avsr.sh reads, "-" for nothing (an empty column would vanish in bash's read)
     write_models_tsv(tmp_path / "models.tsv", specs)
     rows = [r.split("\t") for r in (tmp_path / "models.tsv").read_text().splitlines()]

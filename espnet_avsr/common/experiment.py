@@ -97,7 +97,9 @@ def kind_of_file(path: PathLike) -> str:
     return kind_of(read_config(path)) if Path(path).is_file() else "missing"
 
 
-STUDY_FILLS = ("zeros", "black", "repeat_last")   # data/missing_video.py's fills
+# data/missing_video.FILLS, spelled out so that avsr.sh's model-list check needs no torch import
+# (tests/test_experiment_meta.py holds the two equal)
+STUDY_FILLS = ("zeros", "black", "repeat_last")
 
 
 def write_dropout_study_config(src: PathLike, rate: float, out: PathLike, fill: str = "zeros") -> None:

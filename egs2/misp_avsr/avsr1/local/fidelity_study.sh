@@ -65,9 +65,8 @@ one_seed() {   # one_seed <seed>: train and decode both parts for this seed (sta
     ./run.sh --stage 7 --stop_stage 10 --models "${part1}" "${args[@]}"
     # AV2b was trained with black frames: decode it with black frames too (a _fillblack directory;
     # its init models are listed because the list must hold them, A0's decode is not redone)
-    ./run.sh --stage 10 --stop_stage 10 --models "A0:conf/train_asr.yaml:-
-V0:conf/train_vsr.yaml:-
-AV2b:conf/fidelity/drop_black.yaml:A0+V0" "${args[@]}" --test_missing_fill black
+    ./run.sh --stage 10 --stop_stage 10 --models "$(grep -E '^(A0|V0|AV2b):' <<< "${part1}")" \
+        "${args[@]}" --test_missing_fill black
     ./run.sh --stage 7 --stop_stage 10 --models "${part2}" "${args[@]}"
 }
 
