@@ -68,6 +68,11 @@ def test_changed_decode_settings_get_a_new_dir_and_the_report_uses_it(exp):
     # the same settings again: nothing is decoded
     again = _run(exp, "--inference_args", "--maxlenratio 0.5", stop=10)
     assert "[skip] decode AV0" in again and "one process each" not in again
+    # --noise_test_sets none: no babble set is mixed, whatever --test_snrs says
+    quiet = _run(exp, "--inference_args", "--maxlenratio 0.5", "--test_snrs", "0",
+                 "--noise_test_sets", "none", stop=10)
+    assert "babble SNRs: none" in quiet and "[skip] decode AV0" in quiet
+    assert sorted(p.name for p in (exp / "dump" / "raw").iterdir()) == ["eval_far"]
 
     # another setting: a new directory, and the report reads it, not the old one
     _run(exp, "--inference_args", "--maxlenratio 0.4")

@@ -99,9 +99,9 @@ test_missing_rates="0 0.25 0.5 0.75 1.0"   # fractions of video frames dropped a
 test_missing_pattern=random   # pattern of the dropped frames (data.missing_video PATTERNS)
 test_missing_fill=""   # fill of the missing frames (default zeros)
 test_missing_seed=0    # seed of the missing-frame simulation
-test_snrs="0 -5"       # babble noise SNRs of the noisy test sets (empty = none)
+test_snrs="0 -5"       # babble noise SNRs of the noisy test sets (empty or none = none)
 noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (paper: complete video)
-noise_test_sets=""     # test sets given babble noise (default: the first test set)
+noise_test_sets=""     # test sets given babble noise (default: the first test set; none = no babble sets)
 babble_source=""       # babble talkers (data dir / wav.scp); empty = held-out bank (make_babble_bank)
 noise_seed=0           # seed of the noise mixing
 relative_ref=A0            # audio-only model for relative CER and representation similarity (per seed: A0_s<k>)
@@ -146,6 +146,8 @@ if [ "${show_options}" = true ]; then
     print_options "${options_from}"
     exit 0
 fi
+# "none" turns the babble sets off (an empty --noise_test_sets means the first test set)
+if [ "${noise_test_sets}" = none ] || [ "${test_snrs}" = none ]; then noise_test_sets=""; test_snrs=""; fi
 case "${decode_mode}" in beam|ctc_greedy) ;; *) die "--decode_mode takes beam or ctc_greedy, got '${decode_mode}'" ;; esac
 case "${use_amp}" in ""|true|false) ;; *) die "--use_amp takes true or false (or empty: the config decides), got '${use_amp}'" ;; esac
 if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
