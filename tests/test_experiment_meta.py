@@ -215,3 +215,19 @@ def test_report_takes_model_facts_from_meta_json_and_score_facts_from_its_meta(t
     (exp / "A1" / "meta.json").write_text(json.dumps({"model": "A2", "kind": "asr", "modality": "audio", "config": "c"}))
     with pytest.raises(MetaError, match="records model 'A2', but its scores are those of 'A1'"):
         ReportBuilder(exp)
+
+
+def test_checkpoint_order_has_one_home(tmp_path):
+    """avsr.sh reads the checkpoint order from `experiment checkpoints`; avsr_pack imports the same tuple."""
+    from espnet_avsr.bin import avsr_pack
+    from espnet_avsr.bin.experiment import main
+    from espnet_avsr.common.experiment import CHECKPOINTS
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(["checkpoints"])
+    assert tuple(buf.getvalue().split()) == CHECKPOINTS and avsr_pack.CHECKPOINTS is CHECKPOINTS
+    assert CHECKPOINTS[0] == "valid.acc.ave.pth" and CHECKPOINTS[-1] == "latest.pth"
+    recipe = (Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1" / "avsr.sh").read_text()
+    assert "valid.loss.best.pth" not in recipe.split("model_checkpoint() {")[1].split("}")[0]

@@ -84,3 +84,15 @@ def test_failed_prep_names_a_log_that_exists(tmp_path):
     log = out / "train_far" / "log" / "prepare.log"
     assert r.returncode != 0 and not log.exists()
     assert f"no log was written at {log}" in r.stderr and f"see {log}" not in r.stderr
+
+
+def test_data_sh_refuses_a_set_name_it_cannot_split(tmp_path):
+    """local/data.sh takes split and field from espnet_avsr's set-name parser (one rule for both)."""
+    for bad in ("eval_farr", "test_far", "evalfar"):
+        r = subprocess.run(["local/data.sh", "--misp_root", str(tmp_path), "--name", bad, "--data_dir", str(tmp_path / "d")],
+                           cwd=RECIPE, capture_output=True, text=True)
+        assert r.returncode != 0 and f"set name '{bad}' is not <split>_<field>" in r.stderr, r.stderr
+        assert f"bad --name '{bad}'" in r.stderr and not (tmp_path / "d").exists()
+    r = subprocess.run(["local/data.sh", "--misp_root", str(tmp_path), "--name", "dev_middle"],
+                       cwd=RECIPE, capture_output=True, text=True)  # a good name gets as far as the corpus check
+    assert r.returncode != 0 and f"no {tmp_path}/transcription/dev" in r.stderr, r.stderr

@@ -37,6 +37,7 @@ import yaml
 from espnet2.bin.pack import main as espnet_pack_main
 
 from espnet_avsr.common.cli import add_log_level, run_cli
+from espnet_avsr.common.experiment import CHECKPOINTS
 
 # Keys only training uses; init_param would pull a base or teacher checkpoint into the archive,
 # config (the training YAML the run started from) a stale copy of the config.
@@ -44,8 +45,6 @@ TRAIN_ONLY_KEYS = (
     "train_data_path_and_name_and_type", "valid_data_path_and_name_and_type", "train_shape_file",
     "valid_shape_file", "output_dir", "init_param", "collect_stats", "write_collected_feats", "config",
 )
-# Checkpoints of an exp directory, in the order the recipe decodes them (avsr.sh model_checkpoint).
-CHECKPOINTS = ("valid.acc.ave.pth", "valid.acc.best.pth", "valid.loss.ave.pth", "valid.loss.best.pth", "latest.pth")
 
 
 class PackError(ValueError):

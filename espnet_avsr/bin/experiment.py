@@ -9,6 +9,8 @@
         exp/<name>/meta.json (every model whose config exists)
     experiment set_info --dumpdir dump/raw SET...    write <dumpdir>/<SET>/set.json of clean test sets
     experiment value CONFIG KEY                      a (dotted) config key, "" when absent
+    experiment checkpoints                           the checkpoint names tried, in order (CHECKPOINTS)
+    experiment set_name NAME                         "<split> <field>" of a set name (eval_far), or an error
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_avsr.common.cli import run_cli
-from espnet_avsr.common.experiment import (META_JSON, ConfigError, MetaError, ModelListError, clean_set_info,
+from espnet_avsr.common.experiment import (CHECKPOINTS, META_JSON, ConfigError, MetaError, ModelListError, clean_set_info,
                                            config_value, model_list, model_record, read_config, write_meta,
                                            write_models_tsv, write_set_info)
+from espnet_avsr.common.naming import parse_set_name
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -44,6 +47,9 @@ def get_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("value", help="a config value")
     s.add_argument("config")
     s.add_argument("key")
+    sub.add_parser("checkpoints", help="the checkpoint names of an exp dir, in the order they are tried")
+    s = sub.add_parser("set_name", help="split and field of a recipe set name")
+    s.add_argument("name")
     return p
 
 
@@ -51,6 +57,10 @@ def _body(args: argparse.Namespace) -> None:
     if args.cmd == "value":
         value = config_value(read_config(args.config), args.key)
         print("" if value is None else value)
+    elif args.cmd == "checkpoints":
+        print("\n".join(CHECKPOINTS))
+    elif args.cmd == "set_name":
+        print(" ".join(parse_set_name(args.name)))
     elif args.cmd == "set_info":
         for name in args.sets:
             d = Path(args.dumpdir) / name
@@ -68,7 +78,7 @@ def _body(args: argparse.Namespace) -> None:
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    run_cli(get_parser(), _body, cmd, errors=(ConfigError, ModelListError, MetaError, OSError), prog="experiment")
+    run_cli(get_parser(), _body, cmd, errors=(ConfigError, ModelListError, MetaError, OSError, ValueError), prog="experiment")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ PathLike = Union[str, Path]
 KINDS = ("asr", "vsr", "adapter", "avsr", "missing")
 MODALITY = {"asr": "audio", "vsr": "video", "adapter": "av", "avsr": "av"}
 META_JSON = "meta.json"
+#: Checkpoints of a trained model's exp directory, in the order the recipe decodes, packs and
+#: initialises from them when ``--best_model`` is absent (avsr.sh model_checkpoint, avsr_pack).
+CHECKPOINTS = ("valid.acc.ave.pth", "valid.acc.best.pth", "valid.loss.ave.pth", "valid.loss.best.pth", "latest.pth")
 SET_JSON = "set.json"
 CONDITION_JSON = "condition.json"
 NOISES = ("none", "babble", "file")

@@ -211,10 +211,12 @@ is_vsr_model() { [ "${kinds[$(model_index "$1")]}" = vsr ]; }
 # MS-Adapter models decode as base checkpoint + --adapter_file.
 is_adapter_model() { [ "${kinds[$(model_index "$1")]}" = adapter ]; }
 
-# The checkpoint a finished model is used through (averaged n-best, else best, else latest).
+# The checkpoint a finished model is used through: --best_model, else the first present of
+# espnet_avsr's CHECKPOINTS (averaged n-best, best, latest), the order avsr_pack uses too.
+checkpoint_names="$("${python}" -m espnet_avsr.bin.experiment checkpoints)" || die "cannot list the checkpoint names"
 model_checkpoint() {
     local d="${expdir}/$1" f
-    for f in "${best_model}" valid.acc.ave.pth valid.acc.best.pth valid.loss.ave.pth valid.loss.best.pth latest.pth; do
+    for f in "${best_model}" ${checkpoint_names}; do
         [ -e "${d}/${f}" ] && { echo "${d}/${f}"; return 0; }
     done
     die "no checkpoint of model $1 in ${d} (train it first: stages 8-9)"

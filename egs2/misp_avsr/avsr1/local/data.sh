@@ -10,13 +10,14 @@ data_dir=data
 cmd=utils/run_local.sh
 python=python
 max_drop_frac=0.1   # stop when data errors (overlaps, duplicate ids ...) drop more of the intervals
+. ./path.sh   # run on its own (from the recipe dir) it finds our venv too
 help_message="Usage: local/data.sh --misp_root DIR --name <set>_<field> [--data_dir data] [--cmd launcher] [--max_drop_frac F]"
 . utils/parse_options.sh
 
 [ -n "${misp_root}" ] || { echo "$0: --misp_root is required" >&2; exit 1; }
-[[ "${name}" =~ ^(train|dev|eval)_(far|middle|near)$ ]] \
-    || { echo "$0: --name must be <train|dev|eval>_<far|middle|near>, got '${name}'" >&2; exit 1; }
-set_="${name%_*}"; field="${name##*_}"
+split_field="$("${python}" -m espnet_avsr.bin.experiment set_name "${name}")" \
+    || { echo "$0: bad --name '${name}' (the error above)" >&2; exit 1; }
+read -r set_ field <<< "${split_field}"
 [ -d "${misp_root}/transcription/${set_}" ] \
     || { echo "$0: no ${misp_root}/transcription/${set_} (is --misp_root a MISP release?)" >&2; exit 1; }
 [ -d "${misp_root}/audio/${set_}/${field}" ] \
