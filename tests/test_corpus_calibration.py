@@ -145,6 +145,19 @@ def test_calibrated_preset_and_user_overrides():
     assert plain.options == GenOptions() and plain.split_shares == (0.8, 0.1, 0.1)
 
 
+def test_closed30_preset_is_the_demo_corpus_it_replaced():
+    """run.sh's demo spelled these options out until they became a preset: same corpus config."""
+    old = ("--far_size 640x360 --middle_size 320x180 --session_seconds 45 --speakers_per_hour 30 --sentence_pool 30 "
+           "--double_sentence_prob 0 --target_snr_db 0,10 --heldout_babble true --babble_talkers 1,3 "
+           "--overlap_prob 0.05 --split_shares 0.7,0.1,0.2").split()
+    spelled = build_config(get_parser().parse_args(["--out", "x", "--hours", "0.2", "--preset", "demo", *old]))
+    preset = build_config(get_parser().parse_args(["--out", "x", "--hours", "0.2", "--preset", "closed30"]))
+    assert preset == spelled and preset.options.sentence_pool == 30
+    study = build_config(get_parser().parse_args(["--out", "x", "--hours", "0.3", "--preset", "closed30",
+                                                  "--split_shares", "0.5,0.3,0.2"]))
+    assert study.options == preset.options and study.split_shares == pytest.approx((0.5, 0.3, 0.2))
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--target_snr_db", "10,5"], "--target_snr_db low > high"),
     (["--babble_talkers", "4,2"], "--babble_talkers"),

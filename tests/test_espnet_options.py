@@ -74,7 +74,7 @@ def test_run_sh_forwards_avsr_options_without_double_dash():
     assert r.returncode == 0, r.stderr
     v = _shown(r.stdout)
     assert v["decode_nj"] == "5" and v["rep_similarity_samples"] == "0"
-    assert v["nj"] == "2" and "--sentence_pool 30" in v["corpus_args"]  # the demo preset still applies
+    assert v["nj"] == "2" and v["corpus_preset"] == "closed30"  # the demo preset still applies
     assert v["train_args"] == ""  # the demo trains for the configs' own epochs
     r = _run("run.sh", "--asr_args=--max_epoch 3", "--show_options", "true")  # --name=value; overrides the preset
     assert _shown(r.stdout)["train_args"] == "--max_epoch 3"
