@@ -76,6 +76,9 @@ def test_run_sh_forwards_avsr_options_without_double_dash():
     assert v["decode_nj"] == "5" and v["rep_similarity_samples"] == "0"
     assert v["nj"] == "2" and v["corpus_preset"] == "closed30"  # the demo preset still applies
     assert v["train_args"] == ""  # the demo trains for the configs' own epochs
+    assert v["seed_jobs"] == "1"  # one seed, one training job at a time
+    paper = _shown(_run("run.sh", "--preset", "paper", "--show_options", "true").stdout)
+    assert paper["seeds"] == "0 1" and paper["seed_jobs"] == "2"  # the two seeds' chains side by side
     r = _run("run.sh", "--asr_args=--max_epoch 3", "--show_options", "true")  # --name=value; overrides the preset
     assert _shown(r.stdout)["train_args"] == "--max_epoch 3"
     r = _run("run.sh", "--", "--rep_similarity_samples", "7", "--show_options", "true")  # "--" still works

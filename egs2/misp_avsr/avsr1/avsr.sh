@@ -81,6 +81,7 @@ dropout_study_init=A0  # init model of the study models (their dropped frames ge
 # Training seeds, e.g. "0 1": each model is trained once per seed; seed k (not the first) names
 # the model, its init chain and its teacher <name>_s<k>.
 seeds=""               # training seeds, e.g. "0 1" (empty = ESPnet's default seed, one run)
+seed_jobs=1            # seeds trained side by side (each seed's chain in list order; on CPU they share the cores)
 train_args=""          # extra ESPnet training options for every model, e.g. "--max_epoch 5"
 speech_fold_length=80000   # samples (5 s); longer utterances halve the batch
 text_fold_length=150
@@ -150,9 +151,16 @@ fi
 if [ "${noise_test_sets}" = none ] || [ "${test_snrs}" = none ]; then noise_test_sets=""; test_snrs=""; fi
 case "${decode_mode}" in beam|ctc_greedy) ;; *) die "--decode_mode takes beam or ctc_greedy, got '${decode_mode}'" ;; esac
 case "${use_amp}" in ""|true|false) ;; *) die "--use_amp takes true or false (or empty: the config decides), got '${use_amp}'" ;; esac
-if [ -z "${train_threads}" ]; then   # one training job at a time: CPU training gets every core
+[[ "${seed_jobs}" =~ ^[1-9][0-9]*$ ]] || die "--seed_jobs takes a positive integer, got '${seed_jobs}'"
+train_jobs="$(wc -w <<< "${seeds}")"   # training jobs at once: one per seed, at most --seed_jobs
+[ "${train_jobs}" -ge 1 ] || train_jobs=1
+[ "${train_jobs}" -le "${seed_jobs}" ] || train_jobs="${seed_jobs}"
+if [ -z "${train_threads}" ]; then   # CPU training jobs share every core; on GPUs one thread each
     train_threads=1
-    [ "${ngpu}" -eq 0 ] && train_threads="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)"   # nproc obeys OMP_NUM_THREADS, which path.sh pins to 1
+    if [ "${ngpu}" -eq 0 ]; then   # nproc obeys OMP_NUM_THREADS, which path.sh pins to 1
+        train_threads=$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1) / train_jobs ))
+        [ "${train_threads}" -ge 1 ] || train_threads=1
+    fi
 fi
 marker_dir="${expdir}/.done"
 mkdir -p "${expdir}" "${marker_dir}"
@@ -594,20 +602,46 @@ check_train_inputs() {
         die "model $1: ${out} was trained with other settings (listed above); use a new model name, or --train_fresh true to move it aside and train afresh"
     fi
 }
-if stage_begin 8 "train audio-only models (stock ESPnet ASR)"; then
+# train_chain <asr|av> <seed>: the stage's models of one seed ("" = no --seeds), in list order.
+train_chain() {
+    local name
     for name in "${names[@]}"; do
-        is_asr_model "${name}" || continue
+        [ "${model_seed[${name}]:-}" = "$2" ] || continue
+        if [ "$1" = asr ]; then is_asr_model "${name}" || continue; else is_asr_model "${name}" && continue; fi
         check_train_inputs "${name}"
         unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
     done
+}
+# train_stage <asr|av>: every seed's chain; with --seed_jobs > 1 the chains run side by side (a
+# seed's models never init from or learn from another seed's), at most --seed_jobs at once.
+train_stage() {
+    local s n running=() failed=0 chains=()
+    for n in "${names[@]}"; do
+        s="${model_seed[${n}]:-}"
+        [[ " ${chains[*]} " == *" ${s:-none} "* ]] || chains+=("${s:-none}")
+    done
+    if [ "${train_jobs}" -le 1 ]; then
+        for s in "${chains[@]}"; do train_chain "$1" "${s#none}"; done
+        return 0
+    fi
+    log_msg "training the chains of seeds ${chains[*]} side by side (${train_jobs} at once, ${train_threads} thread(s) each)"
+    for s in "${chains[@]}"; do
+        if [ "${#running[@]}" -ge "${train_jobs}" ]; then
+            wait "${running[0]}" || failed=1
+            running=("${running[@]:1}")
+        fi
+        ( train_chain "$1" "${s#none}" ) &
+        running+=("$!")
+    done
+    for n in "${running[@]}"; do wait "${n}" || failed=1; done
+    [ "${failed}" -eq 0 ] || die "a seed's training chain failed (its error is above)"
+}
+if stage_begin 8 "train audio-only models (stock ESPnet ASR)"; then
+    train_stage asr
     stage_end
 fi
 if stage_begin 9 "train audio-visual models (in list order)"; then
-    for name in "${names[@]}"; do
-        is_asr_model "${name}" && continue
-        check_train_inputs "${name}"
-        unit "train_${name}" "${expdir}/${name}/config.yaml" train_model "${name}"
-    done
+    train_stage av
     stage_end
 fi
 
