@@ -107,8 +107,8 @@ case "${preset}" in
         corpus_preset=calibrated
         : "${test_snrs:=5 0 -5}"
         dropout_study=true
-        # the two seeds train side by side, one thread each (two one-thread jobs nearly double
-        # what one two-thread job does on this machine: tests/test_recipe_seed_jobs.py, RESULTS.md)
+        # the two seeds train side by side, one thread each: on 2 cores that is 1.4-1.7x the
+        # throughput of one two-thread job (A0 epochs, RESULTS.md)
         preset_args=(--seeds "0 1" --seed_jobs 2 --test_sets "dev_far eval_far" --noise_test_sets eval_far --test_missing_fill black
                      --dropout_study_config conf/paper/train_avsr.yaml --dropout_study_init A0+V0)
         : "${models:="
