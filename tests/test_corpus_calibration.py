@@ -145,6 +145,18 @@ def test_calibrated_preset_and_user_overrides():
     assert plain.options == GenOptions() and plain.split_shares == (0.8, 0.1, 0.1)
 
 
+def test_calibrated_preset_is_calibration_point_4():
+    """RESULTS.md's point 4 was generated with these options spelled out (/work/runs/cal4.sh)."""
+    point4 = ("--far_size 640x360 --middle_size 320x180 --speakers_per_hour 20 --session_seconds 45 "
+              "--split_shares 0.8,0.07,0.13 --target_snr_db 0,15 --rt60 0.2,0.5 --overlap_prob 0.05 "
+              "--babble_talkers 1,3 --heldout_babble true --double_sentence_prob 0 --far_face_scale 1.05 "
+              "--far_downscale 2 --far_blur 1.0 --far_noise 2 --far_jpeg_quality 50 --articulation 0.7,1.1 "
+              "--occlusion_rate 0.03 --light_flicker 0.1 --head_motion 1.3").split()
+    spelled = build_config(get_parser().parse_args(["--out", "x", "--hours", "2.4", "--preset", "demo", *point4]))
+    preset = build_config(get_parser().parse_args(["--out", "x", "--hours", "2.4", "--preset", "calibrated"]))
+    assert preset == spelled and preset.options.target_snr_db == (0.0, 15.0)
+
+
 def test_closed30_preset_is_the_demo_corpus_it_replaced():
     """run.sh's demo spelled these options out until they became a preset: same corpus config."""
     old = ("--far_size 640x360 --middle_size 320x180 --session_seconds 45 --speakers_per_hour 30 --sentence_pool 30 "
