@@ -85,6 +85,27 @@ def test_claims_from_scores():
     assert "**holds**" in table and "Verdict rule" in table and "not run" in table
 
 
+def test_claims_pair_the_seeds_both_sides_have():
+    """A model whose second seed is still training is compared on its first seed alone, and
+    the claim says so; sides with no seed in common are 'not run', not an error."""
+    rng = np.random.default_rng(4)
+    refs = _refs()
+    a0 = {0: score_corpus(refs, _hyps(refs, 3.0, rng)), 1: score_corpus(refs, _hyps(refs, 3.0, rng))}
+    av0 = {0: score_corpus(refs, _hyps(refs, 1.0, rng)), 1: score_corpus(refs, _hyps(refs, 1.0, rng))}
+    av1 = {0: score_corpus(refs, _hyps(refs, 2.0, rng))}
+    scores = {"A0": {missing(0): a0}, "AV0": {missing(0): av0, missing(1): {1: av0[1]}},
+              "AV1": {missing(0): av1, missing(1): {0: av1[0]}}}
+    by = {c.name: c for c in evaluate_claims(scores, num_boot=300)}
+    assert by["av0_beats_a0"].seeds_a == [a0[0].total.cer, a0[1].total.cer]
+    assert "only" not in by["av0_beats_a0"].detail
+    cost = by["dropout_tradeoff"].parts[0]
+    assert cost.seeds_a == [av0[0].total.cer] and cost.seeds_b == [av1[0].total.cer]
+    assert cost.mean_a == pytest.approx(av0[0].total.cer) and "seeds 0 only" in cost.detail
+    assert cost.verdict == "holds"  # AV1 has about twice AV0's errors
+    robust = by["dropout_tradeoff"].parts[1]
+    assert robust.verdict == "not run" and "no seed in common" in robust.detail
+
+
 def test_relative_cer_trend():
     rng = np.random.default_rng(3)
     refs = _refs()

@@ -49,7 +49,9 @@ def _by_seed(items: List[Tuple[int, object]]) -> List:
     return [x for _, x in sorted(items, key=lambda t: t[0])]
 
 
-def load_scores(decodes: str) -> Dict[str, Dict[str, List[CorpusScore]]]:
+def load_scores(decodes: str) -> Dict[str, Dict[str, Dict[int, CorpusScore]]]:
+    """scores[base][condition] = {seed: score}: a model whose other seed is still training
+    keeps the seeds it has, and claims pair the seeds both sides have."""
     acc: Dict[Tuple[str, str], List[Tuple[int, CorpusScore]]] = defaultdict(list)
     for base, seed, cond, score_dir in _rows(decodes, 4):
         result = Path(score_dir) / "result.json"
@@ -57,9 +59,10 @@ def load_scores(decodes: str) -> Dict[str, Dict[str, List[CorpusScore]]]:
             raise FileNotFoundError(f"{result}: no score (decode {base} seed {seed} {cond} not finished?)")
         rec = json.loads(result.read_text(encoding="utf-8"))
         acc[(base, cond)].append((int(seed), score_corpus(read_text(rec["ref"]), read_text(rec["hyp"]))))
-    scores: Dict[str, Dict[str, List[CorpusScore]]] = defaultdict(dict)
+    scores: Dict[str, Dict[str, Dict[int, CorpusScore]]] = defaultdict(dict)
     for (base, cond), items in acc.items():
-        scores[base][cond] = _by_seed(items)
+        _by_seed(items)  # refuses a seed listed twice
+        scores[base][cond] = dict(items)
     return scores
 
 

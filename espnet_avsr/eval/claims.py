@@ -6,23 +6,25 @@ interval of B - A lies below 0, is *contradicted* when it lies above 0, and is *
 noise* when it contains 0 (mirrored for "higher"). Wording in RESULTS.md follows the verdict:
 "suggestive" at most for a claim within noise.
 
-Inputs are scores already computed from decode outputs: ``scores[model][condition]`` is the
-list of per-seed :class:`CorpusScore` of that model on that condition (same test set, seeds
-in the same order for every model), with conditions named ``missing=<rate>`` and
-``babble=<snr>``. ``relative[model]`` holds per-seed relative-CER scores (AVSR hypotheses
+Inputs are scores already computed from decode outputs: ``scores[model][condition]`` holds
+the per-seed :class:`CorpusScore` of that model on that condition (same test set), either as
+a ``{seed: score}`` mapping or as a list in seed order (seeds 0, 1, ...), with conditions named
+``missing=<rate>`` and ``babble=<snr>``. A comparison pairs the seeds both sides have, so a
+table whose second seed of one model is still training still compares the first (and says so). ``relative[model]`` holds per-seed relative-CER scores (AVSR hypotheses
 against A0's), and ``similarity[model]`` per-seed ASR/AVSR representation similarities.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from espnet_avsr.eval.cer import CorpusScore
 from espnet_avsr.eval.significance import pool_scores, session_bootstrap, session_of
 
-Scores = Mapping[str, Mapping[str, Sequence[CorpusScore]]]
+SeedScores = Union[Mapping[int, CorpusScore], Sequence[CorpusScore]]
+Scores = Mapping[str, Mapping[str, SeedScores]]
 VERDICT_RULE = ("holds: the 95 % session-bootstrap interval of the difference excludes 0 in the "
                 "claimed direction; contradicted: it excludes 0 in the other direction; "
                 "within noise: it contains 0")
@@ -69,37 +71,51 @@ def verdict(ci_low: float, ci_high: float, lower: bool) -> str:
     return "within noise"
 
 
-def _get(scores: Scores, model: str, cond: str) -> Optional[Sequence[CorpusScore]]:
+def _get(scores: Scores, model: str, cond: str) -> Optional[Dict[int, CorpusScore]]:
+    """``{seed: score}`` of one model and condition (a list counts as seeds 0, 1, ...)."""
     got = scores.get(model, {}).get(cond)
-    return got if got else None
+    if not got:
+        return None
+    return dict(got) if isinstance(got, Mapping) else dict(enumerate(got))
 
 
 def compare(name: str, statement: str, scores: Scores, a: Tuple[str, str], b: Tuple[str, str],
             lower: bool, num_boot: int = 10000, seed: int = 0) -> Claim:
-    """Claim "model b[0] on condition b[1] is lower (``lower``) / higher than a" with its interval."""
+    """Claim "model b[0] on condition b[1] is lower (``lower``) / higher than a" with its interval,
+    over the seeds both have (means and per-seed values too, so the pairs stay paired)."""
     sa, sb = _get(scores, *a), _get(scores, *b)
     label = lambda x: f"{x[0]} ({x[1]})"
     if sa is None or sb is None:
         lacking = [label(x) for x, s in ((a, sa), (b, sb)) if s is None]
         return Claim(name, statement, "not run", label(a), label(b), detail="no decode of " + ", ".join(lacking))
-    if len(sa) != len(sb):
-        raise ValueError(f"claim {name}: {label(a)} has {len(sa)} seeds, {label(b)} {len(sb)}")
-    boot = session_bootstrap(list(zip(sa, sb)), num_boot=num_boot, seed=seed)
+    common = sorted(set(sa) & set(sb))
+    if not common:
+        return Claim(name, statement, "not run", label(a), label(b),
+                     detail=f"no seed in common: {label(a)} has seeds {sorted(sa)}, {label(b)} {sorted(sb)}")
+    pa, pb = [sa[k] for k in common], [sb[k] for k in common]
+    boot = session_bootstrap(list(zip(pa, pb)), num_boot=num_boot, seed=seed)
+    detail = f"{boot.num_sessions} sessions x {boot.num_seeds} seeds"
+    unpaired = sorted((set(sa) | set(sb)) - set(common))
+    if unpaired:
+        detail += (f" (seeds {', '.join(map(str, common))} only: seed(s) {', '.join(map(str, unpaired))} "
+                   f"decoded for one side alone)")
     return Claim(
         name, statement, verdict(boot.ci_low, boot.ci_high, lower), label(a), label(b),
-        mean_a=float(np.mean([s.total.cer for s in sa])), mean_b=float(np.mean([s.total.cer for s in sb])),
-        seeds_a=[s.total.cer for s in sa], seeds_b=[s.total.cer for s in sb],
-        delta=boot.delta, ci_low=boot.ci_low, ci_high=boot.ci_high,
-        detail=f"{boot.num_sessions} sessions x {boot.num_seeds} seeds",
+        mean_a=float(np.mean([s.total.cer for s in pa])), mean_b=float(np.mean([s.total.cer for s in pb])),
+        seeds_a=[s.total.cer for s in pa], seeds_b=[s.total.cer for s in pb],
+        delta=boot.delta, ci_low=boot.ci_low, ci_high=boot.ci_high, detail=detail,
     )
 
 
-def _pooled(scores: Scores, models: Sequence[str], conds: Sequence[str]) -> Dict[str, Dict[str, List[CorpusScore]]]:
-    out: Dict[str, Dict[str, List[CorpusScore]]] = {}
+def _pooled(scores: Scores, models: Sequence[str], conds: Sequence[str]) -> Dict[str, Dict[str, Dict[int, CorpusScore]]]:
+    """Per model and seed, its scores over ``conds`` pooled into one (seeds decoded on every cond)."""
+    out: Dict[str, Dict[str, Dict[int, CorpusScore]]] = {}
     for m in models:
         per = [_get(scores, m, c) for c in conds]
         if all(p is not None for p in per):
-            out[m] = {"pooled": [pool_scores([p[k] for p in per]) for k in range(len(per[0]))]}
+            seeds = sorted(set.intersection(*(set(p) for p in per)))
+            if seeds:
+                out[m] = {"pooled": {k: pool_scores([p[k] for p in per]) for k in seeds}}
     return out
 
 
