@@ -139,6 +139,43 @@ def test_audio_only_decoded_at_every_rate_is_used_as_is(tmp_path):
     assert not rep.plots
 
 
+def test_seed_tables_give_the_mean_and_each_seed(tmp_path):
+    """Models trained with --seeds (meta.json base/seed) get a first section: one row per model,
+    the mean over its seeds and each seed's value; a seed not decoded yet shows '-'."""
+    exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr", seed=0, base="A0")
+    _model(exp, "A0_s1", kind="asr", seed=1, base="A0")
+    _model(exp, "AV0", train_dropout=0, init="A0+V0", seed=0, base="AV0")
+    _model(exp, "AV0_s1", train_dropout=0, init="A0_s1+V0_s1", seed=1, base="AV0")
+    _model(exp, "AV1", train_dropout=0.5, init="A0+V0", seed=0, base="AV1")
+    _result(exp, "A0/d", 29.0, "A0")
+    _result(exp, "A0_s1/d", 31.0, "A0_s1")
+    _result(exp, "A0/b", 80.0, "A0", snr=0.0)
+    _result(exp, "A0_s1/b", 90.0, "A0_s1", snr=0.0)
+    for m, v0, v1 in (("AV0", 14.0, 50.0), ("AV0_s1", 16.0, 54.0), ("AV1", 20.0, 30.0)):
+        _result(exp, f"{m}/d0", v0, m, rate=0.0)
+        _result(exp, f"{m}/d1", v1, m, rate=1.0)
+    _result(exp, "AV0/b", 40.0, "AV0", snr=0.0, rate=0.0)
+    rep = make_report(exp, exp / "RESULTS.md", None)
+    t = rep.tables["seeds/missing/eval_far/random/zeros"]
+    assert t.header[:3] == ["model", "training", "seeds"] and t.header[-1] == "1.0"
+    rows = {r[0]: r for r in t.rows}
+    assert list(rows) == ["A0", "AV0", "AV1"]
+    assert rows["A0"][2] == "2" and rows["A0"][3] == "30.00 (29.00 / 31.00)"
+    assert rows["AV0"][3] == "15.00 (14.00 / 16.00)" and rows["AV0"][-1] == "52.00 (50.00 / 54.00)"
+    assert rows["AV0"][1] == "no dropout, init A0+V0"
+    assert rows["AV1"][2] == "1" and rows["AV1"][3] == "20.00"
+    n = {r[0]: r for r in rep.tables["seeds/noise"].rows}
+    assert n["A0"][-1] == "85.00 (80.00 / 90.00)" and n["AV0"][-1] == "40.00 (40.00 / -)"
+    md = (exp / "RESULTS.md").read_text()
+    assert md.index("## Over seeds") < md.index("## Missing video frames")
+    # one seed per model: no such section
+    one = tmp_path / "one"
+    _model(one, "A0", kind="asr")
+    _result(one, "A0/d", 29.0, "A0")
+    assert not any(k.startswith("seeds/") for k in make_report(one, one / "RESULTS.md", None).tables)
+
+
 def test_noise_table(report):
     _, rep = report
     t = rep.tables["noise"]

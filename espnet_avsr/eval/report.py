@@ -23,7 +23,9 @@ order.
 Tables: (i) per test set and missing pattern, the paper's Table 1 layout: model name first,
 training settings second, the missing-rate columns 0 / .25 / .5 / .75 / 1.0 last (audio-only
 rows repeat their single value when they were decoded once); (ii) the noise table (models x
-clean test sets and SNRs); (iii) the dropout study when models with ``train_dropout`` exist.
+clean test sets and SNRs); (iii) the dropout study when models with ``train_dropout`` exist;
+(iv) when a model was trained with several seeds (``meta.json`` ``base`` and ``seed``), tables
+(i) and (ii) once more, first, one row per model: the mean over its seeds and each seed's value.
 Missing cells are ``-``.
 """
 
@@ -382,16 +384,21 @@ class ReportBuilder:
         cols += [(f"{n} {s:g} dB", ("noisy", n, s)) for n, s in sorted(noisy, key=lambda x: (x[0], -x[1]))]
         return cols
 
-    def noise_table(self) -> Optional[Table]:
-        cols = self.noise_columns()
-        if not any(c[1][0] == "noisy" for c in cols) and sum(1 for c in cols if c[1][0] == "clean") < 2:
-            return None
+    def _noise_values(self) -> Dict[str, Dict[Tuple, float]]:
+        """model -> {noise column key: CER%}, complete video (keys as in noise_columns)."""
         cells: Dict[str, Dict[Tuple, float]] = {}
         for r in self.cer.values():
             if r.rate not in (None, 0.0):
                 continue
             key = ("clean", r.test_set) if r.snr is None else ("noisy", r.noise, r.snr)
             cells.setdefault(r.model, {})[key] = r.value
+        return cells
+
+    def noise_table(self) -> Optional[Table]:
+        cols = self.noise_columns()
+        if not any(c[1][0] == "noisy" for c in cols) and sum(1 for c in cols if c[1][0] == "clean") < 2:
+            return None
+        cells = self._noise_values()
         rows = [[m] + [fmt(cells[m].get(k)) for _, k in cols] for m in self.sorted_models(cells)]
         return Table(
             title="CER (%) on clean test sets and with zero-shot noise (complete video)",
@@ -476,6 +483,32 @@ class ReportBuilder:
             log.warning(msg)
             self.report.notes.append(msg)
 
+    # -- (iv) over seeds: models trained with --seeds share a meta.json "base"
+    def seed_groups(self, models: Sequence[str]) -> "OrderedDict[str, List[str]]":
+        """base name -> its models in seed order (a model without a base is its own group)."""
+        groups: "OrderedDict[str, List[str]]" = OrderedDict()
+        for m in self.sorted_models(models):
+            groups.setdefault(str(self.model_meta[m].get("base") or m), []).append(m)
+        seed = lambda m: self.model_meta[m].get("seed") or 0
+        return OrderedDict((b, sorted(ms, key=seed)) for b, ms in groups.items())
+
+    def seed_table(self, title: str, columns: Sequence[Tuple[str, object]],
+                   values: Dict[str, Dict[object, float]], training: bool) -> Optional[Table]:
+        """Mean over seeds with every seed's value beside it; None unless a model has 2+ seeds."""
+        groups = self.seed_groups(values)
+        if not any(len(ms) > 1 for ms in groups.values()):
+            return None
+        seeds = max(len(ms) for ms in groups.values())
+        rows = []
+        for base, ms in groups.items():
+            cells = [_seed_cell([values[m].get(k) for m in ms]) for _, k in columns]
+            lead = [base, training_description(self.model_meta[ms[0]], self.audio_only(ms[0]))] if training else [base]
+            rows.append(lead + [str(len(ms))] + cells)
+        header = (["model", "training"] if training else ["model"]) + ["seeds"] + [c for c, _ in columns]
+        return Table(title=title, header=header, rows=rows,
+                     note=f"Each cell: the mean over the model's seeds, then each seed's value in seed order "
+                          f"(up to {seeds}; `-` = that seed not decoded). Training settings are the first seed's.")
+
     def build(self) -> Report:
         from espnet_avsr.eval import plots
 
@@ -485,6 +518,9 @@ class ReportBuilder:
             t = self.missing_table(ts, pattern, fill)
             rep.tables[f"missing/{ts}/{pattern}/{fill}"] = t
             rates, values = self.missing_values(ts, pattern, fill)
+            st = self.seed_table(f"Over seeds: {t.title}", [(fmt_rate(r), r) for r in rates], values, True)
+            if st is not None:
+                rep.tables[f"seeds/missing/{ts}/{pattern}/{fill}"] = st
             series, hlines = OrderedDict(), OrderedDict()
             for model, row in values.items():
                 if self.audio_only(model) and len({round(v, 6) for v in row.values()}) <= 1 and row:
@@ -498,6 +534,10 @@ class ReportBuilder:
         nt = self.noise_table()
         if nt is not None:
             rep.tables["noise"] = nt
+            cols = self.noise_columns()
+            st = self.seed_table(f"Over seeds: {nt.title}", cols, self._noise_values(), False)
+            if st is not None:
+                rep.tables["seeds/noise"] = st
             snr_series = OrderedDict()
             for m, cells in self._noise_cells().items():
                 pts = sorted(cells.items())
@@ -583,6 +623,16 @@ def _as_float(v) -> Optional[float]:
         return None
 
 
+def _seed_cell(vals: Sequence[Optional[float]]) -> str:
+    """'mean (s0 / s1 ...)' over the decoded seeds; a single seed is just its value."""
+    got = [v for v in vals if v is not None]
+    if not got:
+        return MISSING
+    if len(vals) == 1:
+        return fmt(got[0])
+    return f"{fmt(float(np.mean(got)))} ({' / '.join(fmt(v) for v in vals)})"
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
@@ -595,6 +645,7 @@ def render_markdown(rep: Report, exp: PathLike, out_md: Path) -> str:
         "",
     ]
     sections = [
+        ("## Over seeds", "seeds/"),
         ("## Missing video frames", "missing/"),
         ("## Noise robustness", "noise"),
         ("## Dropout study", "dropout/"),
