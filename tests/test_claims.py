@@ -152,3 +152,7 @@ def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
     (tmp_path / "bad.tsv").write_text("A0\t0\tmissing=0\n")
     with pytest.raises(SystemExit, match="expected 4 tab-separated columns"):
         make_claims(["--decodes", str(tmp_path / "bad.tsv"), "--out_json", "x", "--out_md", "y"])
+    # the same seed of one model and condition listed twice would count that seed twice
+    (tmp_path / "twice.tsv").write_text(rows[0] + "\n" + rows[0] + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="the same seed appears twice"):
+        make_claims(["--decodes", str(tmp_path / "twice.tsv"), "--out_json", "x", "--out_md", "y"])

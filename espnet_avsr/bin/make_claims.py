@@ -42,10 +42,15 @@ def _rows(path: Optional[str], width: int) -> List[List[str]]:
     return out
 
 
-def _by_seed(items: List[Tuple[int, object]]) -> List:
+def _refuse_duplicate_seeds(items: List[Tuple[int, object]]) -> None:
+    """Two rows for one seed would weigh that seed twice in the pooled bootstrap."""
     seeds = [s for s, _ in items]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the same seed appears twice: {sorted(seeds)}")
+
+
+def _by_seed(items: List[Tuple[int, object]]) -> List:
+    _refuse_duplicate_seeds(items)
     return [x for _, x in sorted(items, key=lambda t: t[0])]
 
 
@@ -61,7 +66,7 @@ def load_scores(decodes: str) -> Dict[str, Dict[str, Dict[int, CorpusScore]]]:
         acc[(base, cond)].append((int(seed), score_corpus(read_text(rec["ref"]), read_text(rec["hyp"]))))
     scores: Dict[str, Dict[str, Dict[int, CorpusScore]]] = defaultdict(dict)
     for (base, cond), items in acc.items():
-        _by_seed(items)  # refuses a seed listed twice
+        _refuse_duplicate_seeds(items)
         scores[base][cond] = dict(items)
     return scores
 
