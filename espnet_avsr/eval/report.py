@@ -394,11 +394,10 @@ class ReportBuilder:
             cells.setdefault(r.model, {})[key] = r.value
         return cells
 
-    def noise_table(self) -> Optional[Table]:
-        cols = self.noise_columns()
+    def noise_table(self, cols: List[Tuple[str, Tuple]], cells: Dict[str, Dict[Tuple, float]]) -> Optional[Table]:
+        """The table of ``noise_columns`` x ``_noise_values`` (computed once by ``build``)."""
         if not any(c[1][0] == "noisy" for c in cols) and sum(1 for c in cols if c[1][0] == "clean") < 2:
             return None
-        cells = self._noise_values()
         rows = [[m] + [fmt(cells[m].get(k)) for _, k in cols] for m in self.sorted_models(cells)]
         return Table(
             title="CER (%) on clean test sets and with zero-shot noise (complete video)",
@@ -531,16 +530,16 @@ class ReportBuilder:
                 self._plot(f"cer_vs_missing_{ts}_{pattern}_{fill}", plots.line_plot, series, pd / f"cer_vs_missing_{_safe(ts)}_{pattern}_{fill}.png",
                            xlabel="fraction of missing video frames (test)", ylabel="CER (%)", title=f"{ts} ({pattern}, {fill})",
                            hlines=hlines, xticks=rates)
-        nt = self.noise_table()
+        cols, cells = self.noise_columns(), self._noise_values()
+        nt = self.noise_table(cols, cells)
         if nt is not None:
             rep.tables["noise"] = nt
-            cols = self.noise_columns()
-            st = self.seed_table(f"Over seeds: {nt.title}", cols, self._noise_values(), False)
+            st = self.seed_table(f"Over seeds: {nt.title}", cols, cells, False)
             if st is not None:
                 rep.tables["seeds/noise"] = st
             snr_series = OrderedDict()
-            for m, cells in self._noise_cells().items():
-                pts = sorted(cells.items())
+            for m in self.sorted_models(cells):
+                pts = sorted({k[2]: v for k, v in cells[m].items() if k[0] == "noisy"}.items())
                 if pts:
                     snr_series[m] = ([p[0] for p in pts], [p[1] for p in pts])
             if pd is not None and snr_series:
@@ -548,13 +547,6 @@ class ReportBuilder:
                            title="zero-shot noise, complete video")
         self._dropout_study(plots)
         return rep
-
-    def _noise_cells(self) -> Dict[str, Dict[float, float]]:
-        out: Dict[str, Dict[float, float]] = {}
-        for r in self.cer.values():
-            if r.snr is not None and r.rate in (None, 0.0):
-                out.setdefault(r.model, {})[r.snr] = r.value
-        return {m: out[m] for m in self.sorted_models(out)}
 
     def _dropout_study(self, plots) -> None:
         rep, pd = self.report, self.plots_dir
