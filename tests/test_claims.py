@@ -111,11 +111,30 @@ def test_relative_cer_trend():
     refs = _refs()
     rel = {d: [score_corpus(refs, _hyps(refs, w, rng)) for _ in range(2)]
            for d, w in ((0.1, 4.0), (0.3, 3.0), (0.5, 2.0), (0.7, 1.0))}
-    claims = evaluate_claims({}, relative=rel, similarity={0.1: [0.5, 0.6], 0.3: [0.6, 0.7], 0.7: [0.8, 0.75]},
+    claims = evaluate_claims({}, relative={0.0: rel}, similarity={0.1: [0.5, 0.6], 0.3: [0.6, 0.7], 0.7: [0.8, 0.75]},
                              num_boot=300)
     by = {c.name: c for c in claims}
     assert by["relative_cer_falls"].verdict == "holds" and by["relative_cer_falls"].delta < 0
     assert by["similarity_rises"].verdict == "holds"
+
+
+def test_relative_cer_trend_at_both_test_rates():
+    """The figure shows relative CER with complete video and with none: the claim holds only
+    when it falls at both, and is contradicted when it rises at one."""
+    rng = np.random.default_rng(5)
+    refs = _refs()
+    falls = {d: [score_corpus(refs, _hyps(refs, w, rng)) for _ in range(2)]
+             for d, w in ((0.1, 4.0), (0.3, 3.0), (0.7, 1.0))}
+    rises = {d: [score_corpus(refs, _hyps(refs, w, rng)) for _ in range(2)]
+             for d, w in ((0.1, 1.0), (0.3, 2.5), (0.7, 4.0))}
+    both = {c.name: c for c in evaluate_claims({}, relative={0.0: falls, 1.0: falls}, num_boot=300)}
+    claim = both["relative_cer_falls"]
+    assert claim.verdict == "holds"
+    assert [p.name for p in claim.parts] == ["relative_cer_falls_missing=0", "relative_cer_falls_missing=1"]
+    mixed = {c.name: c for c in evaluate_claims({}, relative={0.0: falls, 1.0: rises}, num_boot=300)}
+    assert [p.verdict for p in mixed["relative_cer_falls"].parts] == ["holds", "contradicted"]
+    assert mixed["relative_cer_falls"].verdict == "contradicted"
+    assert mixed["relative_cer_falls"].parts[1].delta > 0
 
 
 def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
@@ -145,6 +164,25 @@ def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
     assert claims["av0_beats_a0"]["verdict"] == "holds" and claims["av0_bias"]["verdict"] == "holds"
     assert len(claims["av0_beats_a0"]["seeds_a"]) == 2
     assert "AV0 < A0 with complete video" in (tmp_path / "claims.md").read_text()
+    # the study: relative CER of AVd<rate> against A0's hypotheses, at test missing rates 0 and 1
+    a0 = tmp_path / "A0_0_missing=0" / "text"
+    rel_rows = []
+    for rate, wrong in ((0.1, 3.0), (0.3, 2.0), (0.7, 0.5)):
+        for seed in (0, 1):
+            for test_rate in (0, 1):
+                hyp = tmp_path / f"AVd{rate}_{seed}_{test_rate}"
+                hyp.write_text("".join(f"{k} {v}\n" for k, v in _hyps(refs, wrong, rng).items()), encoding="utf-8")
+                rel_rows.append(f"{rate}\t{seed}\t{test_rate}\t{a0}\t{hyp}")
+    (tmp_path / "relative.tsv").write_text("\n".join(rel_rows) + "\n", encoding="utf-8")
+    make_claims(["--decodes", str(tmp_path / "decodes.tsv"), "--relative", str(tmp_path / "relative.tsv"),
+                 "--num_boot", "300", "--out_json", str(tmp_path / "claims2.json"), "--out_md", str(tmp_path / "c2.md")])
+    rel = {c["name"]: c for c in json.loads((tmp_path / "claims2.json").read_text())}["relative_cer_falls"]
+    assert [p["name"] for p in rel["parts"]] == ["relative_cer_falls_missing=0", "relative_cer_falls_missing=1"]
+    assert all(p["delta"] < 0 and len(p["seeds_b"]) == 3 for p in rel["parts"])
+    (tmp_path / "rel4.tsv").write_text(f"0.1\t0\t{a0}\t{a0}\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="rel4.tsv:1: expected 5 tab-separated columns"):
+        make_claims(["--decodes", str(tmp_path / "decodes.tsv"), "--relative", str(tmp_path / "rel4.tsv"),
+                     "--out_json", "x", "--out_md", "y"])
     sim = tmp_path / "rep_similarity.json"
     sim.write_text(json.dumps({"pairs": [{"cka": 0.5}, {"cka": 0.7}, {"cka": None}]}))
     from espnet_avsr.bin.make_claims import _similarity

@@ -125,3 +125,40 @@ def test_a_missing_video_setting_redecodes_the_av_model_only(tmp_path):
     black = tmp_path / "exp" / "AV0" / "decode_fillblack_valid.acc.ave" / "eval_far_miss1.0_random"
     assert json.loads((black / "score_cer" / "result.json").read_text())["meta"]["missing_fill"] == "black"
     assert (tmp_path / "exp" / "AV0" / "decode_valid.acc.ave" / "eval_far_miss1.0_random" / "text").is_file()
+
+
+@pytest.mark.slow
+def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
+    """Stage 11 hands make_claims the dropout study's relative CER (AVd<rate> against A0's
+    hypotheses) with complete video and with none, as the paper's figure shows it, and the
+    claim has one part per test rate; the 0.5 decode is not a part of it."""
+    from espnet2.tasks.asr import ASRTask
+    from espnet_avsr.tasks.avsr import AVSRTask
+    from test_decode_conditions import TINY_ASR
+
+    src = make_dump(tmp_path / "src")
+    (tmp_path / "dump" / "raw").mkdir(parents=True)
+    os.symlink(src, tmp_path / "dump" / "raw" / "eval_far")
+    exp = tmp_path / "exp"
+    for task, conf, name in ((ASRTask, TINY_ASR, "A0"), (AVSRTask, TINY, "AVd0.1"), (AVSRTask, TINY, "AVd0.3")):
+        _, pth = _save_model(task, conf, exp / name, tmp_path / "src" / "tokens.txt")
+        pth.rename(pth.with_name("valid.acc.ave.pth"))
+    (tmp_path / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 2, "ctc_weight": 0.3, "nbest": 1}))
+    cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "11", "--expdir", str(exp), "--dumpdir", str(tmp_path / "dump"),
+           "--models", f"A0:{exp / 'A0' / 'train.yaml'}:-", "--dropout_study_rates", "0.1 0.3",
+           "--dropout_study_config", str(exp / "AVd0.1" / "train.yaml"), "--dropout_study_init", "A0",
+           "--test_sets", "eval_far", "--test_missing_rates", "0 0.5 1.0", "--test_snrs", "",
+           "--rep_similarity_samples", "0", "--decode_nj", "1", "--asr_decode_config", str(tmp_path / "decode.yaml"),
+           "--avsr_decode_config", str(tmp_path / "decode.yaml")]
+    r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = [line.split("\t") for line in (exp / "claims_inputs" / "relative.tsv").read_text().splitlines()]
+    a0_text = str(exp / "A0" / "decode_valid.acc.ave" / "eval_far" / "text")
+    assert sorted((d, s, t) for d, s, t, _, _ in rows) == [("0.1", "0", "0"), ("0.1", "0", "1"),
+                                                          ("0.3", "0", "0"), ("0.3", "0", "1")]
+    assert all(ref == a0_text and Path(hyp).is_file() for _, _, _, ref, hyp in rows)
+    assert {Path(hyp).parent.name for *_, hyp in rows} == {"eval_far_miss0_random", "eval_far_miss1.0_random"}
+    claims = {c["name"]: c for c in json.loads((exp / "claims.json").read_text())}
+    parts = claims["relative_cer_falls"]["parts"]
+    assert [p["name"] for p in parts] == ["relative_cer_falls_missing=0", "relative_cer_falls_missing=1"]
+    assert all(p["a"] == "training dropout 0.1/0.3" and len(p["seeds_b"]) == 2 for p in parts)

@@ -6,7 +6,8 @@ Inputs are tab-separated lists the recipe writes in stage 11 (only decodes of th
 models and settings are listed, so nothing stale enters):
 
     --decodes   base  seed  condition  score_dir     (condition: missing=<rate> | babble=<snr>)
-    --relative  dropout  seed  asr_hyp_text  avsr_hyp_text   (relative CER of the study models)
+    --relative  dropout  seed  test_rate  asr_hyp_text  avsr_hyp_text
+                                        (relative CER of the study models at a test missing rate)
     --similarity dropout seed value|rep_similarity.json      (ASR/AVSR similarity of the study;
                                                               a json gives the mean linear CKA of its pairs)
 
@@ -99,14 +100,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _body(args: argparse.Namespace) -> None:
     scores = load_scores(args.decodes)
-    rel_acc: Dict[float, List[Tuple[int, CorpusScore]]] = defaultdict(list)
-    for rate, seed, asr, avsr in _rows(args.relative, 4):
-        rel_acc[float(rate)].append((int(seed), relative_cer(read_text(asr), read_text(avsr))))
+    rel_acc: Dict[float, Dict[float, List[Tuple[int, CorpusScore]]]] = defaultdict(lambda: defaultdict(list))
+    for rate, seed, test_rate, asr, avsr in _rows(args.relative, 5):
+        rel_acc[float(test_rate)][float(rate)].append((int(seed), relative_cer(read_text(asr), read_text(avsr))))
     sim_acc: Dict[float, List[Tuple[int, float]]] = defaultdict(list)
     for rate, seed, value in _rows(args.similarity, 3):
         sim_acc[float(rate)].append((int(seed), _similarity(value)))
     claims = evaluate_claims(
-        scores, relative={k: _by_seed(v) for k, v in rel_acc.items()} or None,
+        scores, relative={t: {k: _by_seed(v) for k, v in by.items()} for t, by in rel_acc.items()} or None,
         similarity={k: _by_seed(v) for k, v in sim_acc.items()} or None,
         babble_snrs=[float(x) for x in args.babble_snrs.split()], num_boot=args.num_boot, seed=args.seed)
     Path(args.out_json).write_text(json.dumps([c.as_dict() for c in claims], indent=1) + "\n", encoding="utf-8")

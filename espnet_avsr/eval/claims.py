@@ -10,8 +10,9 @@ Inputs are scores already computed from decode outputs: ``scores[model][conditio
 the per-seed :class:`CorpusScore` of that model on that condition (same test set), either as
 a ``{seed: score}`` mapping or as a list in seed order (seeds 0, 1, ...), with conditions named
 ``missing=<rate>`` and ``babble=<snr>``. A comparison pairs the seeds both sides have, so a
-table whose second seed of one model is still training still compares the first (and says so). ``relative[model]`` holds per-seed relative-CER scores (AVSR hypotheses
-against A0's), and ``similarity[model]`` per-seed ASR/AVSR representation similarities.
+table whose second seed of one model is still training still compares the first (and says so). ``relative[test_rate][dropout]`` holds the study models' per-seed relative-CER scores (AVSR
+hypotheses against A0's) at a test missing rate (the paper's figure: 0 and 1), and
+``similarity[dropout]`` their per-seed ASR/AVSR representation similarities.
 """
 from __future__ import annotations
 
@@ -166,7 +167,8 @@ def trend(name: str, statement: str, rel: Mapping[float, Sequence[CorpusScore]],
                         f"{len(sessions)} sessions")
 
 
-def evaluate_claims(scores: Scores, relative: Optional[Mapping[float, Sequence[CorpusScore]]] = None,
+def evaluate_claims(scores: Scores,
+                    relative: Optional[Mapping[float, Mapping[float, Sequence[CorpusScore]]]] = None,
                     similarity: Optional[Mapping[float, Sequence[float]]] = None,
                     babble_snrs: Sequence[float] = (), num_boot: int = 10000, seed: int = 0) -> List[Claim]:
     """Every claim of the paper that the available decodes can speak to, in the paper's order."""
@@ -198,9 +200,12 @@ def evaluate_claims(scores: Scores, relative: Optional[Mapping[float, Sequence[C
                  for o in others]
         claims.append(_combine(f"av6_best_{c}", f"AV6 best under unseen babble at {snr:g} dB", parts,
                                "AV6 must be lower than every other model"))
-    if relative:
-        claims.append(trend("relative_cer_falls", "relative CER (AVSR vs A0 hypotheses) falls as training "
-                            "dropout rises", relative, True, **kw))
+    if relative:  # one trend per test missing rate (the figure: 1.0 and 0.0), all must hold
+        statement = "relative CER (AVSR vs A0 hypotheses) falls as training dropout rises"
+        parts = [trend("relative_cer_falls" + ("" if len(relative) == 1 else f"_{missing(r)}"),
+                       f"{statement}, {missing(r)} at test", relative[r], True, **kw) for r in sorted(relative)]
+        claims.append(parts[0] if len(parts) == 1 else _combine(
+            "relative_cer_falls", statement, parts, "every test missing rate must hold"))
     if similarity:
         xs = sorted(similarity)
         per_seed = np.array([similarity[x] for x in xs], float)  # (rates, seeds)

@@ -866,12 +866,16 @@ write_claims() {
             fi
             printf '%s\t%s\t%s\t%s\n' "${base}" "${seed}" "${cond}" "${dir}/score_cer" >> "${in}/decodes.tsv"
         done < <(decode_conditions_of "${name}")
-        if [ -n "${study_rate[${name}]:-}" ]; then   # the study's two trends, complete video
-            dir="$(decode_dir_of "${name}" "${set}" 0)"
+        if [ -n "${study_rate[${name}]:-}" ]; then   # the study's two trends
             ref="$(decode_dir_of "$(ref_of "${name}")" "${set}" -)"
-            if [ -f "${dir}/text" ] && [ -f "${ref}/text" ]; then
-                printf '%s\t%s\t%s\t%s\n' "${study_rate[${name}]}" "${seed}" "${ref}/text" "${dir}/text" >> "${in}/relative.tsv"
-            fi
+            for rate in ${test_missing_rates}; do   # relative CER with complete video and with none, as in the figure
+                case "$(printf '%g' "${rate}")" in 0|1) ;; *) continue ;; esac
+                dir="$(decode_dir_of "${name}" "${set}" "${rate}")"
+                if [ -f "${dir}/text" ] && [ -f "${ref}/text" ]; then
+                    printf '%s\t%s\t%g\t%s\t%s\n' "${study_rate[${name}]}" "${seed}" "${rate}" "${ref}/text" \
+                        "${dir}/text" >> "${in}/relative.tsv"
+                fi
+            done
             sim="${expdir}/${name}/rep_similarity_${test_sets%% *}/rep_similarity.json"
             [ -f "${sim}" ] && printf '%s\t%s\t%s\n' "${study_rate[${name}]}" "${seed}" "${sim}" >> "${in}/similarity.tsv"
         fi
