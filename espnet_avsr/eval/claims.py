@@ -10,7 +10,8 @@ Inputs are scores already computed from decode outputs: ``scores[model][conditio
 the per-seed :class:`CorpusScore` of that model on that condition (same test set), either as
 a ``{seed: score}`` mapping or as a list in seed order (seeds 0, 1, ...), with conditions named
 ``missing=<rate>`` and ``babble=<snr>``. A comparison pairs the seeds both sides have, so a
-table whose second seed of one model is still training still compares the first (and says so). ``relative[test_rate][dropout]`` holds the study models' per-seed relative-CER scores (AVSR
+table whose second seed of one model is still training still compares the first (and says so).
+``relative[test_rate][dropout]`` holds the study models' per-seed relative-CER scores (AVSR
 hypotheses against A0's) at a test missing rate (the paper's figure: 0 and 1), and
 ``similarity[dropout]`` their per-seed ASR/AVSR representation similarities.
 """
