@@ -131,7 +131,8 @@ def test_a_missing_video_setting_redecodes_the_av_model_only(tmp_path):
 def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     """Stage 11 hands make_claims the dropout study's relative CER (AVd<rate> against A0's
     hypotheses) with complete video and with none, as the paper's figure shows it, and the
-    claim has one part per test rate; the 0.5 decode is not a part of it."""
+    claim has one part per test rate; the 0.5 decode is not a part of it. The study models are
+    not decoded under babble (no claim reads it); A0 is."""
     from espnet2.tasks.asr import ASRTask
     from espnet_avsr.tasks.avsr import AVSRTask
     from test_decode_conditions import TINY_ASR
@@ -147,11 +148,15 @@ def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "11", "--expdir", str(exp), "--dumpdir", str(tmp_path / "dump"),
            "--models", f"A0:{exp / 'A0' / 'train.yaml'}:-", "--dropout_study_rates", "0.1 0.3",
            "--dropout_study_config", str(exp / "AVd0.1" / "train.yaml"), "--dropout_study_init", "A0",
-           "--test_sets", "eval_far", "--test_missing_rates", "0 0.5 1.0", "--test_snrs", "",
-           "--rep_similarity_samples", "0", "--decode_nj", "1", "--asr_decode_config", str(tmp_path / "decode.yaml"),
-           "--avsr_decode_config", str(tmp_path / "decode.yaml")]
+           "--test_sets", "eval_far", "--test_missing_rates", "0 0.5 1.0", "--test_snrs", "0",
+           "--babble_source", str(src), "--rep_similarity_samples", "0", "--decode_nj", "1",
+           "--asr_decode_config", str(tmp_path / "decode.yaml"), "--avsr_decode_config", str(tmp_path / "decode.yaml")]
     r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (exp / "A0" / "decode_valid.acc.ave" / "eval_far_babble0" / "score_cer" / "result.json").is_file()
+    for name in ("AVd0.1", "AVd0.3"):
+        decoded = {p.name for p in (exp / name).glob("decode*/*")}
+        assert "eval_far_miss0_random" in decoded and not any("babble" in d for d in decoded), decoded
     rows = [line.split("\t") for line in (exp / "claims_inputs" / "relative.tsv").read_text().splitlines()]
     a0_text = str(exp / "A0" / "decode_valid.acc.ave" / "eval_far" / "text")
     assert sorted((d, s, t) for d, s, t, _, _ in rows) == [("0.1", "0", "0"), ("0.1", "0", "1"),

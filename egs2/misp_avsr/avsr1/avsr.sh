@@ -701,6 +701,8 @@ decode_conditions_of() {   # decode_conditions_of <model>: "<test> <rate|->" per
     for test in ${test_sets} $(noise_sets); do
         if is_vsr_model "$1"; then   # a lip reader: complete video, clean sets only
             is_noise_set "${test}" || echo "${test} 0"
+        elif [ -n "${study_rate[$1]:-}" ] && is_noise_set "${test}"; then
+            continue   # the dropout study is read on the clean sets only (no claim uses its babble)
         elif is_asr_model "$1"; then
             echo "${test} -"
         else
