@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,10 +21,13 @@ RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1"
 
 @pytest.fixture(scope="module")
 def exp(tmp_path_factory):
+    return _make_exp(tmp_path_factory.mktemp("recipe_decode"))
+
+
+def _make_exp(tmp: Path) -> Path:
     """A trained-looking AV model (random weights) and a dumped test set, as stage 10 expects them."""
     from espnet_avsr.tasks.avsr import AVSRTask
 
-    tmp = tmp_path_factory.mktemp("recipe_decode")
     src = make_dump(tmp / "src")
     (tmp / "dump" / "raw").mkdir(parents=True)
     os.symlink(src, tmp / "dump" / "raw" / "eval_far")
@@ -87,6 +91,31 @@ def test_changed_decode_settings_get_a_new_dir_and_the_report_uses_it(exp):
     edited = _run(exp, "--inference_args", "--maxlenratio 0.4", stop=10)
     assert "decode settings of AV0 changed" in edited and "one process each for all models" in edited
     assert "beam_size: 3" in (new / "decode_settings").read_text()
+
+
+@pytest.mark.slow
+def test_a_decode_stopped_before_scoring_is_scored_not_decoded_again(tmp_path):
+    """A run cut after some conditions were decoded (every job wrote its condition.json) scores
+    those on the next run and decodes only the rest; another job count decodes again."""
+    exp = _make_exp(tmp_path)
+    _run(exp, stop=10)
+    root = exp / "exp" / "AV0" / "decode_valid.acc.ave"
+    done, cut = root / "eval_far_miss0_random", root / "eval_far_miss1.0_random"
+    for d in (done, cut):  # the cut came before scoring; the 1.0 condition was mid-decode
+        shutil.rmtree(d / "score_cer")
+    (cut / "logdir" / "output.1" / "condition.json").unlink()
+    hyp = done / "logdir" / "output.1" / "1best_recog" / "text"
+    before = hyp.stat().st_mtime_ns
+    out = _run(exp, stop=10)
+    assert "decode AV0 eval_far 0: decoded by an earlier run that stopped before scoring it" in out
+    assert "decoding 1 condition(s)" in out and "decode AV0 eval_far 1.0: decoded by" not in out
+    assert hyp.stat().st_mtime_ns == before
+    for d in (done, cut):
+        assert json.loads((d / "score_cer" / "result.json").read_text())["num_utts"] == 4
+    shutil.rmtree(done / "score_cer")
+    out = _run(exp, "--decode_nj", "2", stop=10)  # other key shares: its outputs do not fit
+    assert "decoding 1 condition(s) in 2 job(s)" in out and "decoded by an earlier run" not in out
+    assert hyp.stat().st_mtime_ns != before and (done / "logdir" / "output.2" / "condition.json").is_file()
 
 
 @pytest.mark.slow

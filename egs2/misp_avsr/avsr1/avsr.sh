@@ -737,9 +737,20 @@ score_condition() {   # score_condition <model> <test> <rate|-> <decode dir> <jo
         --facts "${d}/set.json" "${dir}/logdir/output.1/condition.json" \
         > "${dir}/score_cer.log" 2>&1 || die "scoring failed, see ${dir}/score_cer.log"
 }
+# A condition's decode is complete when every job wrote its condition.json (decode_conditions
+# writes it after the job's last hypothesis) for the same job count and the same test keys, as
+# recorded in logdir/jobs: a run stopped after decoding it (a session cut, a later condition
+# failing) then scores it instead of decoding it again.
+decode_stamp() { echo "jobs $2 keys $(cksum < "${dumpdir}/raw/$1/wav.scp")"; }   # <test> <jobs>
+decoded_already() {   # decoded_already <decode dir> <jobs> <stamp>
+    local j
+    [ "$(cat "$1/logdir/jobs" 2>/dev/null)" = "$3" ] || return 1
+    for j in $(seq "$2"); do [ -f "$1/logdir/output.${j}/condition.json" ] || return 1; done
+}
 # decode_prepare <model> <jobs> (reads dec_ngpu): drops a decode made with other settings, splits every test set's
 # keys into <jobs> round-robin shares, and appends the model's pending conditions to dec_pending
-# ("<model> <test> <rate>") and its decode_conditions options to dec_args (models joined by ---).
+# ("<model> <test> <rate>") and those not decoded yet, with the model's decode_conditions options,
+# to dec_args (models joined by ---).
 decode_prepare() {
     local name="$1" n="$2" root; root="$(decode_root_of "$1")"
     local i; i="$(model_index "${name}")"
@@ -759,19 +770,26 @@ decode_prepare() {
     fi
     mkdir -p "${root}/logdir"
     printf '%s\n' "${settings}" > "${root}/decode_settings"
-    local block=() sets=""
+    local block=() sets="" stamp
     for c in "${pending[@]}"; do
         test="${c% *}"; rate="${c#* }"
+        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
+        stamp="$(decode_stamp "${test}" "${n}")"
+        dec_pending+=("${name} ${test} ${rate}")
+        if decoded_already "${dir}" "${n}" "${stamp}"; then
+            log_msg "decode ${name} ${test} ${rate}: decoded by an earlier run that stopped before scoring it; scoring it"
+            continue
+        fi
         if [[ " ${sets} " != *" ${test} "* ]]; then
             sets+=" ${test}"
             rm -f "${root}/logdir/keys.${test}".*.scp
             split_keys "${dumpdir}/raw/${test}/wav.scp" "${n}" "${root}/logdir/keys.${test}"
         fi
-        dir="$(decode_dir_of "${name}" "${test}" "${rate}")"
         rm -rf "${dir}"; mkdir -p "${dir}/logdir"
+        echo "${stamp}" > "${dir}/logdir/jobs"
         block+=(--condition "out=${dir}/logdir/output.JOB,data=${dumpdir}/raw/${test},rate=${rate},keys=${root}/logdir/keys.${test}.JOB.scp")
-        dec_pending+=("${name} ${test} ${rate}")
     done
+    [ "${#block[@]}" -gt 0 ] || return 0   # every pending condition only needs scoring
     local ckpt; ckpt="$(model_checkpoint "${name}")"
     local task=avsr
     if is_asr_model "${name}"; then
@@ -815,11 +833,13 @@ if stage_begin 10 "decode (missing rates: ${test_missing_rates}; babble SNRs: ${
         decode_prepare "${name}" "${dec_jobs}"
     done
     if [ "${#dec_pending[@]}" -gt 0 ]; then
-        mkdir -p "${expdir}/logs"
-        log_msg "decoding ${#dec_pending[@]} condition(s) in ${dec_jobs} job(s), one process each for all models; logs ${expdir}/logs/decode.*.log"
-        ${dec_cmd} JOB=1:"${dec_jobs}" "${expdir}/logs/decode.JOB.log" \
-            "${python}" -m espnet_avsr.bin.decode_conditions "${dec_args[@]}" \
-            || die "decoding failed, see ${expdir}/logs/decode.*.log"
+        if [ "${#dec_args[@]}" -gt 0 ]; then
+            mkdir -p "${expdir}/logs"
+            log_msg "decoding $(printf '%s\n' "${dec_args[@]}" | grep -c '^--condition$') condition(s) in ${dec_jobs} job(s), one process each for all models; logs ${expdir}/logs/decode.*.log"
+            ${dec_cmd} JOB=1:"${dec_jobs}" "${expdir}/logs/decode.JOB.log" \
+                "${python}" -m espnet_avsr.bin.decode_conditions "${dec_args[@]}" \
+                || die "decoding failed, see ${expdir}/logs/decode.*.log (a condition every job finished is scored by the next run, not decoded again)"
+        fi
         for x in "${dec_pending[@]}"; do
             read -r name test rate <<< "${x}"
             unit "decode_${name}_${test}_${rate}" "$(decode_dir_of "${name}" "${test}" "${rate}")/score_cer/result.json" \
