@@ -161,7 +161,8 @@ def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     """Stage 11 hands make_claims the dropout study's relative CER (AVd<rate> against A0's
     hypotheses) with complete video and with none, as the paper's figure shows it, and the
     claim has one part per test rate; the 0.5 decode is not a part of it. The study models are
-    not decoded under babble (no claim reads it); A0 is."""
+    not decoded under babble (no claim reads it); A0 is. With dev and eval, the claims and the
+    similarity matrices they read are on eval (the last test set), dev gets no matrices."""
     from espnet2.tasks.asr import ASRTask
     from espnet_avsr.tasks.avsr import AVSRTask
     from test_decode_conditions import TINY_ASR
@@ -169,6 +170,7 @@ def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     src = make_dump(tmp_path / "src")
     (tmp_path / "dump" / "raw").mkdir(parents=True)
     os.symlink(src, tmp_path / "dump" / "raw" / "eval_far")
+    os.symlink(make_dump(tmp_path / "src_dev", seed=1), tmp_path / "dump" / "raw" / "dev_far")
     exp = tmp_path / "exp"
     for task, conf, name in ((ASRTask, TINY_ASR, "A0"), (AVSRTask, TINY, "AVd0.1"), (AVSRTask, TINY, "AVd0.3")):
         _, pth = _save_model(task, conf, exp / name, tmp_path / "src" / "tokens.txt")
@@ -177,8 +179,8 @@ def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "11", "--expdir", str(exp), "--dumpdir", str(tmp_path / "dump"),
            "--models", f"A0:{exp / 'A0' / 'train.yaml'}:-", "--dropout_study_rates", "0.1 0.3",
            "--dropout_study_config", str(exp / "AVd0.1" / "train.yaml"), "--dropout_study_init", "A0",
-           "--test_sets", "eval_far", "--test_missing_rates", "0 0.5 1.0", "--test_snrs", "0",
-           "--babble_source", str(src), "--rep_similarity_samples", "0", "--decode_nj", "1",
+           "--test_sets", "dev_far eval_far", "--noise_test_sets", "eval_far", "--test_missing_rates", "0 0.5 1.0",
+           "--test_snrs", "0", "--babble_source", str(src), "--rep_similarity_samples", "2", "--decode_nj", "1",
            "--asr_decode_config", str(tmp_path / "decode.yaml"), "--avsr_decode_config", str(tmp_path / "decode.yaml")]
     r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -196,3 +198,7 @@ def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     parts = claims["relative_cer_falls"]["parts"]
     assert [p["name"] for p in parts] == ["relative_cer_falls_missing=0", "relative_cer_falls_missing=1"]
     assert all(p["a"] == "training dropout 0.1/0.3" and len(p["seeds_b"]) == 2 for p in parts)
+    sims = [line.split("\t") for line in (exp / "claims_inputs" / "similarity.tsv").read_text().splitlines()]
+    assert sorted((d, Path(f).parent.name) for d, _, f in sims) == [("0.1", "rep_similarity_eval_far"),
+                                                                    ("0.3", "rep_similarity_eval_far")]
+    assert not list(exp.glob("*/rep_similarity_dev_far")) and "similarity_rises" in claims

@@ -107,7 +107,7 @@ babble_source=""       # babble talkers (data dir / wav.scp); empty = held-out b
 noise_seed=0           # seed of the noise mixing
 relative_ref=A0            # audio-only model for relative CER and representation similarity (per seed: A0_s<k>)
 claims_test_set=""         # test set of the claims table (default: the last of --test_sets)
-rep_similarity_samples=64  # utterances for the similarity matrices (0 = skip)
+rep_similarity_samples=64  # utterances for the similarity matrices, on the claims test set (0 = skip)
 report_args=""         # extra make_report options
 # ---- packing (stage 12)
 pack_args=""           # extra espnet_avsr.bin.avsr_pack options
@@ -898,7 +898,7 @@ write_claims() {
                         "${dir}/text" >> "${in}/relative.tsv"
                 fi
             done
-            sim="${expdir}/${name}/rep_similarity_${test_sets%% *}/rep_similarity.json"
+            sim="${expdir}/${name}/rep_similarity_${set}/rep_similarity.json"
             [ -f "${sim}" ] && printf '%s\t%s\t%s\n' "${study_rate[${name}]}" "${seed}" "${sim}" >> "${in}/similarity.tsv"
         fi
     done
@@ -934,9 +934,10 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
             done
         done
     fi
-    # similarity of ASR and AVSR encoder representations (complete video), first test set
+    # similarity of ASR and AVSR encoder representations (complete video), on the claims' test set
+    # (the last one, eval: the study's similarity trend is read there like its relative CER)
     if [ "${rep_similarity_samples}" -gt 0 ] && [[ " ${names[*]} " == *" ${relative_ref} "* ]]; then
-        test="${test_sets%% *}"
+        test="${claims_test_set:-${test_sets##* }}"
         for name in "${names[@]}"; do
             { is_asr_model "${name}" || is_adapter_model "${name}" || is_vsr_model "${name}"; } && continue
             out="${expdir}/${name}/rep_similarity_${test}"; ref="$(ref_of "${name}")"
