@@ -118,6 +118,48 @@ def test_relative_cer_trend():
     assert by["similarity_rises"].verdict == "holds"
 
 
+def _pooled(keys, noise, rng, shared=None):
+    from espnet_avsr.eval.similarity import PooledSample
+    x = rng.normal(size=(len(keys), 8)) if shared is None else shared
+    return PooledSample(list(keys), [(x, x + noise * rng.normal(size=x.shape))])
+
+
+def test_similarity_trend_resamples_sessions():
+    """The similarity trend's interval comes from sessions of the sampled utterances: a clear
+    rise holds, a fall is contradicted, one session cannot be resampled."""
+    from espnet_avsr.eval.claims import similarity_trend
+
+    rng = np.random.default_rng(6)
+    keys = list(_refs())
+    rises = {d: [_pooled(keys, n, rng) for _ in range(2)] for d, n in ((0.1, 3.0), (0.3, 1.5), (0.7, 0.3))}
+    c = similarity_trend("s", "rises", rises, num_boot=200)
+    assert c.verdict == "holds" and c.delta > 0 and c.ci_low > 0 and len(c.seeds_b) == 3
+    assert c.seeds_b[0] < c.seeds_b[1] < c.seeds_b[2] and "60 utterances from 12 sessions" in c.detail
+    falls = {d: v for d, v in zip((0.7, 0.3, 0.1), rises.values())}
+    assert similarity_trend("s", "rises", falls, num_boot=200).verdict == "contradicted"
+    flat = {d: [_pooled(keys, 1.0, rng) for _ in range(2)] for d in (0.1, 0.3, 0.7)}
+    assert similarity_trend("s", "rises", flat, num_boot=200).verdict == "within noise"
+    one = [k for k in keys if k.startswith("S000_")]
+    lone = similarity_trend("s", "rises", {d: [_pooled(one, 1.0, rng)] for d in (0.1, 0.3)}, num_boot=50)
+    assert lone.verdict == "not run" and "1 session(s)" in lone.detail
+    # only the utterances every model was measured on enter (here the last model lacks one)
+    part = dict(rises)
+    part[0.7] = [_pooled(keys[1:], 0.3, rng) for _ in range(2)]
+    assert "59 utterances" in similarity_trend("s", "rises", part, num_boot=50).detail
+
+
+def test_keys_across_sessions_spans_the_sessions():
+    from espnet_avsr.eval.significance import keys_across_sessions, session_of
+
+    keys = list(_refs(n_sessions=6, per_session=5))
+    picked = keys_across_sessions(keys, 9)
+    assert len(picked) == 9 and {session_of(k) for k in picked} == {session_of(k) for k in keys}
+    assert picked == [k for k in keys if k in set(picked)]  # in the set's order
+    assert keys_across_sessions(keys, 100) == keys
+    with pytest.raises(ValueError, match="does not follow"):
+        keys_across_sessions(["utt1", "utt2"], 1)
+
+
 def test_relative_cer_trend_at_both_test_rates():
     """The figure shows relative CER with complete video and with none: the claim holds only
     when it falls at both, and is contradicted when it rises at one."""
@@ -183,10 +225,25 @@ def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
     with pytest.raises(SystemExit, match="rel4.tsv:1: expected 5 tab-separated columns"):
         make_claims(["--decodes", str(tmp_path / "decodes.tsv"), "--relative", str(tmp_path / "rel4.tsv"),
                      "--out_json", "x", "--out_md", "y"])
-    sim = tmp_path / "rep_similarity.json"
-    sim.write_text(json.dumps({"pairs": [{"cka": 0.5}, {"cka": 0.7}, {"cka": None}]}))
-    from espnet_avsr.bin.make_claims import _similarity
-    assert _similarity(str(sim)) == pytest.approx(0.6) and _similarity("0.25") == 0.25
+    # the study's similarity: rep_similarity.json files bring their pooled arrays to resample
+    from espnet_avsr.eval.similarity import PooledRepresentations, write_similarity
+    keys = list(refs)
+    sim_rows = []
+    for rate, noise in ((0.1, 3.0), (0.3, 1.5), (0.7, 0.3)):
+        for seed in (0, 1):
+            x = rng.normal(size=(len(keys), 8))
+            rep = PooledRepresentations(keys=keys, asr={"output": [x]}, avsr={"output": [x + noise * rng.normal(size=x.shape)]})
+            out = tmp_path / f"sim_{rate}_{seed}"
+            write_similarity(rep, [("output", "output")], out, plot_samples=2)
+            sim_rows.append(f"{rate}\t{seed}\t{out / 'rep_similarity.json'}")
+    (tmp_path / "similarity.tsv").write_text("\n".join(sim_rows) + "\n", encoding="utf-8")
+    make_claims(["--decodes", str(tmp_path / "decodes.tsv"), "--similarity", str(tmp_path / "similarity.tsv"),
+                 "--num_boot", "200", "--out_json", str(tmp_path / "claims3.json"), "--out_md", str(tmp_path / "c3.md")])
+    sim = {c["name"]: c for c in json.loads((tmp_path / "claims3.json").read_text())}["similarity_rises"]
+    assert sim["verdict"] == "holds" and sim["ci_low"] > 0 and "12 sessions" in sim["detail"]
+    first = json.loads((tmp_path / "sim_0.1_0" / "rep_similarity.json").read_text())["pairs"][0]["cka"]
+    assert sim["seeds_b"][0] == pytest.approx(np.mean([first, json.loads(
+        (tmp_path / "sim_0.1_1" / "rep_similarity.json").read_text())["pairs"][0]["cka"]]), rel=1e-5)
     (tmp_path / "bad.tsv").write_text("A0\t0\tmissing=0\n")
     with pytest.raises(SystemExit, match="expected 4 tab-separated columns"):
         make_claims(["--decodes", str(tmp_path / "bad.tsv"), "--out_json", "x", "--out_md", "y"])

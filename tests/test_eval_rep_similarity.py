@@ -96,6 +96,25 @@ def test_asr_model_against_itself_is_identical(setup):
     assert (out / "cosine_output__output.png").stat().st_size > 1000 and (out / "cka.png").is_file()
 
 
+def test_a_sample_spans_the_sessions(setup):
+    """--num_samples without a key file takes the utterances round-robin over sessions (the
+    claims resample sessions), not the first ones of a sorted set."""
+    tmp, asr = setup
+    lines = (tmp / "wav.scp").read_text(encoding="utf-8").splitlines()
+    sessions = ["R01", "R01", "R01", "R02", "R03"]
+    scp = tmp / "three_sessions.scp"
+    scp.write_text("".join(line.replace("_R01_", f"_{r}_", 1) + "\n" for line, r in zip(lines, sessions)), encoding="utf-8")
+    keys = [line.split()[0].replace("_R01_", f"_{r}_", 1) for line, r in zip(lines, sessions)]
+    out = tmp / "spread"
+    args = _base(tmp, asr, out, "--avsr_train_config", str(asr[0]), "--avsr_model_file", str(asr[1]),
+                 "--avsr_task", "asr", "--num_samples", "3")
+    args[args.index(f"{tmp}/wav.scp,speech,sound")] = f"{scp},speech,sound"
+    res = rep_similarity.main(args)
+    assert res["num_samples"] == 3
+    assert (out / "sample_keys.scp").read_text().split() == [keys[0], keys[3], keys[4]]
+    assert (out / "keys.txt").read_text().split() == [keys[0], keys[3], keys[4]]
+
+
 def test_asr_against_av_model_with_missing_video(setup):
     tmp, asr = setup
     from espnet_avsr.tasks.avsr import AVSRTask

@@ -8,8 +8,8 @@ models and settings are listed, so nothing stale enters):
     --decodes   base  seed  condition  score_dir     (condition: missing=<rate> | babble=<snr>)
     --relative  dropout  seed  test_rate  asr_hyp_text  avsr_hyp_text
                                         (relative CER of the study models at a test missing rate)
-    --similarity dropout seed value|rep_similarity.json      (ASR/AVSR similarity of the study;
-                                                              a json gives the mean linear CKA of its pairs)
+    --similarity dropout seed value|rep_similarity.json      (ASR/AVSR similarity of the study; a
+                                  json brings its pooled arrays: CKA with a session bootstrap)
 
 Each score dir's result.json names its reference and hypothesis texts; they are re-scored
 per utterance here, since the interval resamples sessions of utterances.
@@ -20,13 +20,14 @@ import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from espnet_avsr.common.cli import run_cli
 from espnet_avsr.eval.bias import relative_cer
 from espnet_avsr.eval.cer import CorpusScore, score_corpus
 from espnet_avsr.eval.claims import evaluate_claims, format_claims
 from espnet_avsr.eval.io import read_text
+from espnet_avsr.eval.similarity import PooledSample, read_pooled
 
 
 def _rows(path: Optional[str], width: int) -> List[List[str]]:
@@ -72,16 +73,13 @@ def load_scores(decodes: str) -> Dict[str, Dict[str, Dict[int, CorpusScore]]]:
     return scores
 
 
-def _similarity(value: str) -> float:
-    """A number, or the mean linear CKA over the layer pairs of a rep_similarity.json."""
+def _similarity(value: str) -> Union[float, PooledSample]:
+    """A number, or the pooled arrays beside a rep_similarity.json (the claim recomputes their
+    linear CKA on resampled sessions)."""
     try:
         return float(value)
     except ValueError:
-        pairs = json.loads(Path(value).read_text(encoding="utf-8"))["pairs"]
-        cka = [p["cka"] for p in pairs if p.get("cka") is not None]
-        if not cka:
-            raise ValueError(f"{value}: no CKA value in its pairs")
-        return sum(cka) / len(cka)
+        return read_pooled(value)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -103,7 +101,7 @@ def _body(args: argparse.Namespace) -> None:
     rel_acc: Dict[float, Dict[float, List[Tuple[int, CorpusScore]]]] = defaultdict(lambda: defaultdict(list))
     for rate, seed, test_rate, asr, avsr in _rows(args.relative, 5):
         rel_acc[float(test_rate)][float(rate)].append((int(seed), relative_cer(read_text(asr), read_text(avsr))))
-    sim_acc: Dict[float, List[Tuple[int, float]]] = defaultdict(list)
+    sim_acc: Dict[float, List[Tuple[int, object]]] = defaultdict(list)
     for rate, seed, value in _rows(args.similarity, 3):
         sim_acc[float(rate)].append((int(seed), _similarity(value)))
     claims = evaluate_claims(

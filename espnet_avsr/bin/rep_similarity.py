@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import List, Optional
 
 from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.analysis.representations import TASKS, MissingSpec, collect_pooled, load_model, task_class
 from espnet_avsr.eval.io import parse_meta
+from espnet_avsr.eval.significance import keys_across_sessions
 from espnet_avsr.eval.similarity import parse_layer_pairs, write_similarity
 
 
@@ -30,7 +32,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", nargs="+", default=["output"],
                         help="ASR_LAYER:AVSR_LAYER pairs (a single name means the same on both sides); "
                         "ASR layers: output | encoders.<i>; AVSR layers: output | keys of encode()'s hidden dict")
-    parser.add_argument("--num_samples", type=int, default=None, help="stop after this many utterances")
+    parser.add_argument("--num_samples", type=int, default=None,
+                        help="this many utterances; without --key_file taken round-robin over the sessions "
+                        "(MISP ids; written to OUT/sample_keys.scp), with it the first of the key file")
     parser.add_argument("--plot_samples", type=int, default=16, help="samples shown in the PNG heatmaps")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--num_workers", type=int, default=0)
@@ -46,6 +50,21 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sample_keys(scp: str, n: int, out: str) -> str:
+    """Spread the sample over the set's sessions (its first n keys would come from a few), so the
+    claims can resample sessions; ids that name no session keep the first n."""
+    keys = [line.split(maxsplit=1)[0] for line in Path(scp).read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        chosen = keys_across_sessions(keys, n)
+    except ValueError as e:
+        logging.warning("%s: %s; sampling its first %d utterances", scp, e, n)
+        chosen = keys[:n]
+    path = Path(out) / "sample_keys.scp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(k + "\n" for k in chosen), encoding="utf-8")
+    return str(path)
+
+
 def _body(args: argparse.Namespace) -> dict:
     meta = parse_meta(args.meta)
     meta.setdefault("missing_rate", args.missing_rate)
@@ -53,6 +72,8 @@ def _body(args: argparse.Namespace) -> dict:
     asr_layers = list(dict.fromkeys(a for a, _ in pairs))
     avsr_layers = list(dict.fromkeys(v for _, v in pairs))
 
+    if args.num_samples and not args.key_file:
+        args.key_file = _sample_keys(args.data_path_and_name_and_type[0].split(",")[0], args.num_samples, args.out)
     asr_model, _ = load_model("asr", args.asr_train_config, args.asr_model_file, args.device)
     avsr_model, avsr_args = load_model(args.avsr_task, args.avsr_train_config, args.avsr_model_file, args.device)
     task = task_class(args.avsr_task)

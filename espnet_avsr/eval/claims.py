@@ -13,7 +13,8 @@ a ``{seed: score}`` mapping or as a list in seed order (seeds 0, 1, ...), with c
 table whose second seed of one model is still training still compares the first (and says so).
 ``relative[test_rate][dropout]`` holds the study models' per-seed relative-CER scores (AVSR
 hypotheses against A0's) at a test missing rate (the paper's figure: 0 and 1), and
-``similarity[dropout]`` their per-seed ASR/AVSR representation similarities.
+``similarity[dropout]`` their per-seed ASR/AVSR representation similarities: pooled samples
+(:class:`~espnet_avsr.eval.similarity.PooledSample`, resampled by session) or bare numbers.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from espnet_avsr.eval.cer import CorpusScore
+from espnet_avsr.eval.bias import linear_cka
 from espnet_avsr.eval.significance import pool_scores, session_bootstrap, session_of
+from espnet_avsr.eval.similarity import PooledSample
 
 SeedScores = Union[Mapping[int, CorpusScore], Sequence[CorpusScore]]
 Scores = Mapping[str, Mapping[str, SeedScores]]
@@ -168,9 +171,54 @@ def trend(name: str, statement: str, rel: Mapping[float, Sequence[CorpusScore]],
                         f"{len(sessions)} sessions")
 
 
+def similarity_trend(name: str, statement: str, reps: Mapping[float, Sequence[PooledSample]],
+                     num_boot: int = 10000, seed: int = 0) -> Claim:
+    """Least-squares slope of the ASR/AVSR similarity (linear CKA, mean over layer pairs and
+    seeds) against training dropout, with a bootstrap that resamples sessions of the sampled
+    utterances (the utterances every model was measured on) and recomputes every CKA."""
+    xs = sorted(reps)
+    a = "training dropout " + "/".join(f"{v:g}" for v in xs)
+    if len(xs) < 2:
+        return Claim(name, statement, "not run", a=a, detail="needs at least two dropout rates")
+    samples = [s for x in xs for s in reps[x]]
+    common = set(samples[0].keys).intersection(*(s.keys for s in samples[1:]))
+    keys = [k for k in samples[0].keys if k in common]
+    rows = [{k: i for i, k in enumerate(s.keys)} for s in samples]
+    sessions: Dict[str, List[str]] = {}
+    for k in keys:
+        sessions.setdefault(session_of(k), []).append(k)
+    names = sorted(sessions)
+    if len(keys) < 2 or len(names) < 2:
+        return Claim(name, statement, "not run", a=a,
+                     detail=f"{len(keys)} shared utterances from {len(names)} session(s): a session bootstrap needs two")
+    # per session, each sample's row indices of that session's utterances
+    index = [[np.array([r[k] for k in sessions[n]]) for n in names] for r in rows]
+    x = np.asarray(xs, float)
+
+    def slope(draw: Sequence[int]) -> Tuple[float, List[float]]:
+        sims, j = [], 0
+        for v in xs:
+            per_seed = []
+            for smp in reps[v]:
+                idx = np.concatenate([index[j][d] for d in draw])
+                per_seed.append(float(np.mean([linear_cka(p[idx], q[idx]) for p, q in smp.pairs])))
+                j += 1
+            sims.append(per_seed)
+        return float(np.polyfit(x, [np.mean(p) for p in sims], 1)[0]), [float(np.mean(p)) for p in sims]
+
+    point, means = slope(range(len(names)))
+    rng = np.random.default_rng(seed)
+    boots = np.array([slope(d)[0] for d in rng.integers(0, len(names), size=(num_boot, len(names)))])
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return Claim(name, statement, verdict(float(lo), float(hi), False), a=a, seeds_b=means, delta=point,
+                 ci_low=float(lo), ci_high=float(hi),
+                 detail=f"slope of linear CKA per unit of dropout; seeds_b = mean CKA over seeds at each rate; "
+                        f"{len(keys)} utterances from {len(names)} sessions, sessions resampled")
+
+
 def evaluate_claims(scores: Scores,
                     relative: Optional[Mapping[float, Mapping[float, Sequence[CorpusScore]]]] = None,
-                    similarity: Optional[Mapping[float, Sequence[float]]] = None,
+                    similarity: Optional[Mapping[float, Sequence[Union[float, PooledSample]]]] = None,
                     babble_snrs: Sequence[float] = (), num_boot: int = 10000, seed: int = 0) -> List[Claim]:
     """Every claim of the paper that the available decodes can speak to, in the paper's order."""
     kw = dict(num_boot=num_boot, seed=seed)
@@ -207,7 +255,10 @@ def evaluate_claims(scores: Scores,
                        f"{statement}, {missing(r)} at test", relative[r], True, **kw) for r in sorted(relative)]
         claims.append(parts[0] if len(parts) == 1 else _combine(
             "relative_cer_falls", statement, parts, "every test missing rate must hold"))
-    if similarity:
+    if similarity and all(isinstance(v, PooledSample) for vs in similarity.values() for v in vs):
+        claims.append(similarity_trend("similarity_rises", "ASR/AVSR representation similarity rises with "
+                                       "training dropout", similarity, **kw))
+    elif similarity:  # bare numbers: no utterances to resample, the sign of each seed's correlation
         xs = sorted(similarity)
         per_seed = np.array([similarity[x] for x in xs], float)  # (rates, seeds)
         rho = [float(np.corrcoef(xs, per_seed[:, k])[0, 1]) for k in range(per_seed.shape[1])]

@@ -136,6 +136,24 @@ def session_of(utt_id: str) -> str:
     return parse_utt_id(utt_id)[1]
 
 
+def keys_across_sessions(keys: Sequence[str], n: int) -> List[str]:
+    """``n`` of ``keys`` taken round-robin over their sessions (each session's keys in order),
+    returned in the order of ``keys``: a sample of a sorted test set that spans its sessions,
+    where its first ``n`` keys would come from a few, so a session bootstrap has sessions to draw."""
+    by_session: Dict[str, List[str]] = {}
+    for k in keys:
+        by_session.setdefault(session_of(k), []).append(k)
+    queues = [by_session[s] for s in sorted(by_session)]
+    chosen: set = set()
+    depth = 0
+    while len(chosen) < min(n, len(keys)):
+        for q in queues:
+            if depth < len(q) and len(chosen) < n:
+                chosen.add(q[depth])
+        depth += 1
+    return [k for k in keys if k in chosen]
+
+
 def _session_sums(score: CorpusScore, sessions: List[str]) -> np.ndarray:
     """(errors, ref_chars) summed per session, in the order of ``sessions``."""
     pos = {s: i for i, s in enumerate(sessions)}

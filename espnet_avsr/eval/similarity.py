@@ -1,11 +1,13 @@
 """ASR vs AVSR representation similarity from pooled arrays: cosine matrices, linear CKA, plots.
 
 Reads what ``analysis/representations.py`` pooled and writes ``rep_similarity.json``, the
-matrices and their figures; it runs no model.
+matrices and their figures, and reads the pooled arrays back (claims resample them); it
+runs no model.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,32 @@ class PooledRepresentations:
 
 
 SIMILARITY_JSON = "rep_similarity.json"
+
+
+@dataclass
+class PooledSample:
+    """What one rep_similarity run pooled: its utterance keys and, per layer pair, the (N, D)
+    ASR and AVSR arrays, so a statistic of them can be recomputed on a resample of utterances."""
+
+    keys: List[str]
+    pairs: List[Tuple[np.ndarray, np.ndarray]]
+
+
+def read_pooled(json_path) -> PooledSample:
+    """The pooled arrays beside a rep_similarity.json (written by :func:`write_similarity`)."""
+    path = Path(json_path)
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    keys = (path.parent / "keys.txt").read_text(encoding="utf-8").split()
+    pairs = []
+    for p in rec["pairs"]:
+        x, y = (np.load(path.parent / f"pooled_{side}_{_fname(p[side + '_layer'])}.npy")
+                for side in ("asr", "avsr"))
+        if not len(x) == len(y) == len(keys):
+            raise ValueError(f"{path}: {len(keys)} keys but pooled arrays of {len(x)} and {len(y)} rows")
+        pairs.append((x, y))
+    if not pairs:
+        raise ValueError(f"{path}: no layer pairs")
+    return PooledSample(keys, pairs)
 
 
 def _fname(name: str) -> str:
