@@ -207,6 +207,24 @@ def test_dropout_study_tables_and_plots(report):
     assert "broken/decode/result.json: skipped" in md  # a bad file is reported, not lost
 
 
+def test_relative_cer_bars_average_the_seeds_of_a_rate(tmp_path):
+    """Two seeds of a study rate give one bar, their mean (the last seed used to replace the
+    first); an AV model outside the study with the same dropout keeps its own bar."""
+    exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr")
+    for m, seed in (("AVd0.1", 0), ("AVd0.1_s1", 1)):
+        _model(exp, m, study="dropout", train_dropout=0.1, train_dropout_prob=1.0, init="A0", seed=seed, base="AVd0.1")
+    _model(exp, "AV1", train_dropout=0.1, init="A0", seed=0, base="AV1")
+    for m, v in (("AVd0.1", 48.6), ("AVd0.1_s1", 23.8), ("AV1", 30.0)):
+        _relative(exp, f"{m}/relative_miss1.0", v, m, 1.0)
+    rep = make_report(exp, exp / "RESULTS.md", exp / "plots")
+    from espnet_avsr.eval.report import ReportBuilder
+    bars, seeds = ReportBuilder(exp).relative_bars()
+    assert seeds == 2 and bars["test missing 1.0"]["0.1"] == pytest.approx(36.2)
+    assert bars["test missing 1.0"]["AV1"] == pytest.approx(30.0)
+    assert rep.plots["relative_cer_vs_dropout"].is_file()
+
+
 def test_cli_regenerates_and_handles_empty_tree(tmp_path):
     exp = tmp_path / "exp"
     exp.mkdir()

@@ -297,6 +297,19 @@ class ReportBuilder:
     def audio_only(self, model: str) -> bool:
         return is_audio_only(self.model_meta[model])
 
+    def relative_bars(self) -> Tuple["OrderedDict[str, Dict[str, float]]", int]:
+        """``{test missing rate: {training dropout: relative CER}}`` for the figure, each bar the
+        mean over the seeds of that study rate (one bar per rate, as in the paper; another AV
+        model keeps its own bar), and the most seeds a bar averages."""
+        acc: "OrderedDict[str, Dict[str, List[float]]]" = OrderedDict()
+        for r in sorted(self.rel.values(), key=lambda r: (-(r.rate or 0.0), self.dropout_of(r.model) or 0.0, _natural(r.model))):
+            d, facts = self.dropout_of(r.model), self.facts(r.model)
+            study = facts.get("study") == "dropout" and d is not None
+            label = f"{d:g}" if study else str(facts.get("base") or r.model)  # a table model: its name
+            acc.setdefault(f"test missing {fmt_rate(r.rate or 0.0)}", OrderedDict()).setdefault(label, []).append(r.value)
+        bars = OrderedDict((g, OrderedDict((k, float(np.mean(v))) for k, v in b.items())) for g, b in acc.items())
+        return bars, max((len(v) for b in acc.values() for v in b.values()), default=0)
+
     def dropout_of(self, model: str) -> Optional[float]:
         """A model's training video-dropout rate (None: not a number, or not an AV model)."""
         return _as_float(self.facts(model).get("train_dropout"))
@@ -581,14 +594,11 @@ class ReportBuilder:
         rt = self.relative_table()
         if rt is not None:
             rep.tables["relative_cer"] = rt
-            bars: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
-            for r in sorted(self.rel.values(), key=lambda r: (-(r.rate or 0.0), self.dropout_of(r.model) or 0.0, _natural(r.model))):
-                d = self.dropout_of(r.model)
-                label = f"{d:g}" if d is not None else r.model
-                bars.setdefault(f"test missing {fmt_rate(r.rate or 0.0)}", OrderedDict())[label] = r.value
+            bars, seeds = self.relative_bars()
             if pd is not None:
                 self._plot("relative_cer_vs_dropout", plots.grouped_bars, bars, pd / "relative_cer_vs_dropout.png",
-                           ylabel="relative CER (%)", xlabel="training dropout rate (bars)", title="AVSR vs ASR hypotheses")
+                           ylabel="relative CER (%)", xlabel="training dropout rate (bars)",
+                           title="AVSR vs ASR hypotheses" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
         st = self.similarity_table()
         if st is not None:
             rep.tables["similarity"] = st
