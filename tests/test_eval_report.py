@@ -225,6 +225,28 @@ def test_relative_cer_bars_average_the_seeds_of_a_rate(tmp_path):
     assert rep.plots["relative_cer_vs_dropout"].is_file()
 
 
+def test_similarity_panels_tell_the_seeds_of_a_rate_apart(tmp_path):
+    """Two seeds of a study rate get two heatmap panels labelled with their models (both were
+    labelled '0.1'); a rate with one model keeps the bare rate; a run without its matrix is left out."""
+    exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr")
+    for m, d, seed in (("AVd0.1", 0.1, 0), ("AVd0.1_s1", 0.1, 1), ("AVd0.3", 0.3, 0), ("AVd0.5", 0.5, 0)):
+        _model(exp, m, study="dropout", train_dropout=d, train_dropout_prob=1.0, init="A0", seed=seed, base=m.split("_")[0])
+        sd = exp / m / "similarity"
+        sd.mkdir()
+        if m != "AVd0.5":
+            np.save(sd / "cos.npy", np.full((20, 20), d + seed, dtype=np.float32))
+        (sd / "rep_similarity.json").write_text(json.dumps({
+            "num_samples": 20, "meta": {"model": m, "test_set": "eval_far", "ref_model": "A0", "missing_rate": 0.0},
+            "pairs": [{"asr_layer": "output", "avsr_layer": "output", "cka": 0.5, "cosine_file": "cos.npy"}]}))
+    from espnet_avsr.eval.report import ReportBuilder
+    panels = ReportBuilder(exp).similarity_panels()
+    assert [lab for lab, _ in panels] == ["0.1 (AVd0.1)", "0.1 (AVd0.1_s1)", "0.3"]
+    assert panels[1][1].shape == (16, 16) and float(panels[1][1][0, 0]) == pytest.approx(1.1)
+    rep = make_report(exp, exp / "RESULTS.md", exp / "plots")
+    assert rep.plots["similarity_vs_dropout"].is_file()
+
+
 def test_cli_regenerates_and_handles_empty_tree(tmp_path):
     exp = tmp_path / "exp"
     exp.mkdir()

@@ -310,6 +310,23 @@ class ReportBuilder:
         bars = OrderedDict((g, OrderedDict((k, float(np.mean(v))) for k, v in b.items())) for g, b in acc.items())
         return bars, max((len(v) for b in acc.values() for v in b.values()), default=0)
 
+    def similarity_panels(self) -> List[Tuple[str, np.ndarray]]:
+        """One ``(label, cosine matrix)`` per similarity run for the heatmap grid, ordered by training
+        dropout; a label is the dropout rate, with the model's name beside it where two models (two
+        seeds of a study rate) share the rate, so their panels are told apart."""
+        found = []
+        for path, data in sorted(self.sims, key=lambda x: (self.dropout_of(self._sim_model(x)) or 0.0, _natural(self._sim_model(x)))):
+            pair = next((p for p in data.get("pairs", []) if p.get("cosine_file")), None)
+            if pair is None or not (path.parent / pair["cosine_file"]).is_file():
+                continue
+            m = np.load(path.parent / pair["cosine_file"])
+            k = min(16, m.shape[0])
+            model = self._sim_model((path, data))
+            d = self.dropout_of(model)
+            found.append((f"{d:g}" if d is not None else model, model, m[:k, :k]))
+        shared = {lab for lab, _, _ in found if sum(1 for x in found if x[0] == lab) > 1}
+        return [(f"{lab} ({model})" if lab in shared and lab != model else lab, m) for lab, model, m in found]
+
     def dropout_of(self, model: str) -> Optional[float]:
         """A model's training video-dropout rate (None: not a number, or not an AV model)."""
         return _as_float(self.facts(model).get("train_dropout"))
@@ -602,17 +619,7 @@ class ReportBuilder:
         st = self.similarity_table()
         if st is not None:
             rep.tables["similarity"] = st
-            mats = []
-            for path, data in sorted(self.sims, key=lambda x: (self.dropout_of(self._sim_model(x)) or 0.0, str(x[0]))):
-                meta = data["meta"]
-                pair = next((p for p in data.get("pairs", []) if p.get("cosine_file")), None)
-                if pair is None or not (path.parent / pair["cosine_file"]).is_file():
-                    continue
-                m = np.load(path.parent / pair["cosine_file"])
-                k = min(16, m.shape[0])
-                d = self.dropout_of(str(meta["model"]))
-                label = f"{d:g}" if d is not None else str(meta["model"])
-                mats.append((label, m[:k, :k]))
+            mats = self.similarity_panels()
             if pd is not None and mats:
                 self._plot("similarity_vs_dropout", plots.heatmap_grid, mats, pd / "similarity_vs_dropout.png",
                            title="cos(ASR, AVSR) per training dropout rate")
