@@ -92,6 +92,24 @@ def test_changed_decode_settings_get_a_new_dir_and_the_report_uses_it(exp):
     assert "decode settings of AV0 changed" in edited and "one process each for all models" in edited
     assert "beam_size: 3" in (new / "decode_settings").read_text()
 
+    # the experiment folder copied elsewhere (file times kept): its decodes are still valid, since
+    # a checkpoint is recorded as <model>/<file>; a record with a folder path in front (as written
+    # before) reads the same, while another checkpoint time still redoes the decode
+    settings = new / "decode_settings"
+    assert "checkpoint AV0/valid.acc.ave.pth " in settings.read_text()
+    moved = exp / "moved"
+    shutil.copytree(exp / "exp", moved / "exp", symlinks=True)
+    os.symlink(exp / "dump", moved / "dump")
+    same = ("--inference_args", "--maxlenratio 0.4", "--avsr_decode_config", str(exp / "decode.yaml"))
+    out = _run(moved, *same, stop=10)
+    assert "[skip] decode AV0" in out and "changed" not in out
+    old_style = moved / "exp" / "AV0" / new.name / "decode_settings"
+    old_style.write_text(old_style.read_text().replace("checkpoint AV0/", "checkpoint /elsewhere/exp/AV0/"))
+    assert "[skip] decode AV0" in _run(moved, *same, stop=10)
+    ckpt = moved / "exp" / "AV0" / "valid.acc.ave.pth"
+    os.utime(ckpt, (ckpt.stat().st_atime, ckpt.stat().st_mtime + 100))
+    assert "decode settings of AV0 changed" in _run(moved, *same, stop=10)
+
 
 @pytest.mark.slow
 def test_a_decode_stopped_before_scoring_is_scored_not_decoded_again(tmp_path):

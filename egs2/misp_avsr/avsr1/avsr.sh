@@ -720,12 +720,16 @@ decode_settings() {   # decode_settings <model>: everything a decode of this mod
     echo "decode_mode ${decode_mode}"
     # the missing-video settings only touch models that see video (an audio-only decode stays valid)
     is_asr_model "$1" || echo "missing ${test_missing_pattern} ${test_missing_fill:-zeros} ${test_missing_seed}"
-    echo "checkpoint ${ckpt} $(stat -L -c '%s %Y' "${ckpt}")"
+    echo "checkpoint ${ckpt#"${expdir}/"} $(stat -L -c '%s %Y' "${ckpt}")"
     if is_adapter_model "$1"; then
         local base; base="$(model_checkpoint "${inits[$(model_index "$1")]}")"
-        echo "base ${base} $(stat -L -c '%s %Y' "${base}")"
+        echo "base ${base#"${expdir}/"} $(stat -L -c '%s %Y' "${base}")"
     fi
 }
+# Checkpoints are recorded as <model>/<file> (their identity is size and time), so a decode stays
+# valid when the experiment folder is moved or its models are linked into another one; records
+# written with the folder's path in front read the same.
+settings_key() { sed -E 's#^(checkpoint|base) ([^ ]*/)?([^/ ]+/[^/ ]+) #\1 \3 #'; }
 score_condition() {   # score_condition <model> <test> <rate|-> <decode dir> <jobs>
     local name="$1" dir="$4" n="$5" d="${dumpdir}/raw/$2"
     # shellcheck disable=SC2046
@@ -755,7 +759,7 @@ decode_prepare() {
     local name="$1" n="$2" root; root="$(decode_root_of "$1")"
     local i; i="$(model_index "${name}")"
     local settings; settings="$(decode_settings "${name}")"
-    if [ -f "${root}/decode_settings" ] && [ "$(cat "${root}/decode_settings")" != "${settings}" ]; then
+    if [ -f "${root}/decode_settings" ] && [ "$(settings_key < "${root}/decode_settings")" != "$(settings_key <<< "${settings}")" ]; then
         log_msg "decode settings of ${name} changed since ${root} was decoded: decoding again"
         rm -rf "${root}"
     fi
