@@ -149,11 +149,12 @@ def test_similarity_trend_resamples_sessions():
 
 
 def test_keys_across_sessions_spans_the_sessions():
-    from espnet_avsr.eval.significance import keys_across_sessions, session_of
+    from espnet_avsr.common.naming import utt_session
+    from espnet_avsr.eval.significance import keys_across_sessions
 
     keys = list(_refs(n_sessions=6, per_session=5))
     picked = keys_across_sessions(keys, 9)
-    assert len(picked) == 9 and {session_of(k) for k in picked} == {session_of(k) for k in keys}
+    assert len(picked) == 9 and {utt_session(k) for k in picked} == {utt_session(k) for k in keys}
     assert picked == [k for k in keys if k in set(picked)]  # in the set's order
     assert keys_across_sessions(keys, 100) == keys
     with pytest.raises(ValueError, match="does not follow"):

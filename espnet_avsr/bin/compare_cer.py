@@ -23,7 +23,8 @@ from espnet_avsr.common.cli import add_log_level, main_exit, run_cli
 from espnet_avsr.common.fileio import atomic_write_json
 from espnet_avsr.eval.cer import score_corpus
 from espnet_avsr.eval.io import read_text
-from espnet_avsr.eval.significance import compare_scores, pool_scores, session_bootstrap, session_of
+from espnet_avsr.common.naming import utt_session
+from espnet_avsr.eval.significance import compare_scores, pool_scores, session_bootstrap
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -59,7 +60,7 @@ def _body(args: argparse.Namespace) -> dict:
             scores[side].append(score)
     if args.resample == "sessions":
         try:
-            [session_of(u.utt_id) for u in scores["a"][0].utts]
+            [utt_session(u.utt_id) for u in scores["a"][0].utts]
         except ValueError as e:
             raise ValueError(f"{args.ref}: {e}; give --resample utterances for ids without a session") from None
         result = session_bootstrap(list(zip(scores["a"], scores["b"])), num_boot=args.num_boot, seed=args.seed,

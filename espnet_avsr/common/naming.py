@@ -179,6 +179,12 @@ def parse_utt_id(utt: str) -> Tuple[str, str, int, int]:
     return m.group("spk"), m.group("session"), int(m.group("start")), int(m.group("end"))
 
 
+def utt_session(utt_id: str) -> str:
+    """The recording session of an utterance id, the unit a session bootstrap resamples
+    (``session_of`` reads it from a recording or file name instead)."""
+    return parse_utt_id(utt_id)[1]
+
+
 def speaker_label(spk: str) -> str:
     """Speaker id used in utt2spk (``S016``), a prefix of the utterance ids (Kaldi habit)."""
     return f"S{spk}"

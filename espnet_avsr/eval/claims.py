@@ -25,7 +25,8 @@ import numpy as np
 
 from espnet_avsr.eval.cer import CorpusScore
 from espnet_avsr.eval.bias import linear_cka
-from espnet_avsr.eval.significance import pool_scores, session_bootstrap, session_of
+from espnet_avsr.common.naming import utt_session
+from espnet_avsr.eval.significance import pool_scores, session_bootstrap
 from espnet_avsr.eval.similarity import PooledSample
 
 SeedScores = Union[Mapping[int, CorpusScore], Sequence[CorpusScore]]
@@ -146,7 +147,7 @@ def trend(name: str, statement: str, rel: Mapping[float, Sequence[CorpusScore]],
     if len(xs) < 2:
         return Claim(name, statement, "not run", detail="needs at least two dropout rates")
     ids = [u.utt_id for u in rel[xs[0]][0].utts]
-    sessions = sorted({session_of(u) for u in ids})
+    sessions = sorted({utt_session(u) for u in ids})
     pos = {s: i for i, s in enumerate(sessions)}
     err = np.zeros((len(xs), len(sessions)))
     ref = np.zeros((len(xs), len(sessions)))
@@ -155,8 +156,8 @@ def trend(name: str, statement: str, rel: Mapping[float, Sequence[CorpusScore]],
         seeds.append([s.total.cer for s in rel[x]])
         for s in rel[x]:
             for u in s.utts:
-                err[i, pos[session_of(u.utt_id)]] += u.counts.errors
-                ref[i, pos[session_of(u.utt_id)]] += u.counts.ref_chars
+                err[i, pos[utt_session(u.utt_id)]] += u.counts.errors
+                ref[i, pos[utt_session(u.utt_id)]] += u.counts.ref_chars
     x = np.asarray(xs, float)
     slope = lambda e, r: float(np.polyfit(x, e / np.maximum(r, 1e-9), 1)[0])
     point = slope(err.sum(1), ref.sum(1))
@@ -186,7 +187,7 @@ def similarity_trend(name: str, statement: str, reps: Mapping[float, Sequence[Po
     rows = [{k: i for i, k in enumerate(s.keys)} for s in samples]
     sessions: Dict[str, List[str]] = {}
     for k in keys:
-        sessions.setdefault(session_of(k), []).append(k)
+        sessions.setdefault(utt_session(k), []).append(k)
     names = sorted(sessions)
     if len(keys) < 2 or len(names) < 2:
         return Claim(name, statement, "not run", a=a,

@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from espnet_avsr.common.naming import parse_utt_id
+from espnet_avsr.common.naming import utt_session
 from espnet_avsr.eval.cer import CorpusScore, ErrorCounts, UttScore
 
 
@@ -131,18 +131,13 @@ class SessionBootstrap:
         return _difference_line(self, name_a, name_b, f"{self.num_sessions} sessions, {self.num_seeds} pair(s)")
 
 
-def session_of(utt_id: str) -> str:
-    """The recording session of a MISP utterance id (``S<spk>_<session>_<start>-<end>``)."""
-    return parse_utt_id(utt_id)[1]
-
-
 def keys_across_sessions(keys: Sequence[str], n: int) -> List[str]:
     """``n`` of ``keys`` taken round-robin over their sessions (each session's keys in order),
     returned in the order of ``keys``: a sample of a sorted test set that spans its sessions,
     where its first ``n`` keys would come from a few, so a session bootstrap has sessions to draw."""
     by_session: Dict[str, List[str]] = {}
     for k in keys:
-        by_session.setdefault(session_of(k), []).append(k)
+        by_session.setdefault(utt_session(k), []).append(k)
     queues = [by_session[s] for s in sorted(by_session)]
     chosen: set = set()
     depth = 0
@@ -159,7 +154,7 @@ def _session_sums(score: CorpusScore, sessions: List[str]) -> np.ndarray:
     pos = {s: i for i, s in enumerate(sessions)}
     out = np.zeros((2, len(sessions)))
     for u in score.utts:
-        i = pos[session_of(u.utt_id)]
+        i = pos[utt_session(u.utt_id)]
         out[0, i] += u.counts.errors
         out[1, i] += u.counts.ref_chars
     return out
@@ -186,7 +181,7 @@ def session_bootstrap(
             if [u.utt_id for u in s.utts] != ids:
                 raise ValueError("every score of a session bootstrap must cover the same utterances "
                                  "(score all decodes against the same reference text)")
-    sessions = sorted({session_of(u) for u in ids})
+    sessions = sorted({utt_session(u) for u in ids})
     if not sessions:
         raise ValueError("session bootstrap needs at least one utterance")
     if num_boot < 1 or not 0.0 < ci < 1.0:
