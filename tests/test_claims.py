@@ -146,6 +146,18 @@ def test_similarity_trend_resamples_sessions():
     part = dict(rises)
     part[0.7] = [_pooled(keys[1:], 0.3, rng) for _ in range(2)]
     assert "59 utterances" in similarity_trend("s", "rises", part, num_boot=50).detail
+    # the figure's reading: the diagonal of the cosine matrix brightens (its mean over seeds is
+    # diagonal_contrast of each seed's matrix), and it falls when the order is reversed
+    from espnet_avsr.eval.bias import cosine_matrix, diagonal_contrast
+    d = similarity_trend("s", "rises", rises, num_boot=200, metric="diagonal")
+    assert d.verdict == "holds" and d.delta > 0 and "diagonal minus off-diagonal cosine" in d.detail
+    x, y = rises[0.1][0].pairs[0]
+    x1, y1 = rises[0.1][1].pairs[0]
+    assert d.seeds_b[0] == pytest.approx(np.mean([diagonal_contrast(cosine_matrix(x, y)),
+                                                  diagonal_contrast(cosine_matrix(x1, y1))]))
+    assert similarity_trend("s", "rises", falls, num_boot=200, metric="diagonal").verdict == "contradicted"
+    with pytest.raises(ValueError, match="unknown similarity metric 'rsa'"):
+        similarity_trend("s", "rises", rises, metric="rsa")
 
 
 def test_keys_across_sessions_spans_the_sessions():
@@ -240,7 +252,11 @@ def test_make_claims_cli_rescoring_score_dirs(tmp_path, capsys):
     (tmp_path / "similarity.tsv").write_text("\n".join(sim_rows) + "\n", encoding="utf-8")
     make_claims(["--decodes", str(tmp_path / "decodes.tsv"), "--similarity", str(tmp_path / "similarity.tsv"),
                  "--num_boot", "200", "--out_json", str(tmp_path / "claims3.json"), "--out_md", str(tmp_path / "c3.md")])
-    sim = {c["name"]: c for c in json.loads((tmp_path / "claims3.json").read_text())}["similarity_rises"]
+    both = {c["name"]: c for c in json.loads((tmp_path / "claims3.json").read_text())}["similarity_rises"]
+    assert both["verdict"] == "holds" and both["detail"] == "both readings must hold"
+    sim, diag = both["parts"]
+    assert sim["name"] == "similarity_rises_cka" and diag["name"] == "similarity_rises_diagonal"
+    assert diag["verdict"] == "holds" and diag["ci_low"] > 0
     assert sim["verdict"] == "holds" and sim["ci_low"] > 0 and "12 sessions" in sim["detail"]
     first = json.loads((tmp_path / "sim_0.1_0" / "rep_similarity.json").read_text())["pairs"][0]["cka"]
     assert sim["seeds_b"][0] == pytest.approx(np.mean([first, json.loads(

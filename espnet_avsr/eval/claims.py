@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from espnet_avsr.eval.cer import CorpusScore
-from espnet_avsr.eval.bias import linear_cka
+from espnet_avsr.eval.bias import cosine_matrix, linear_cka
 from espnet_avsr.common.naming import utt_session
 from espnet_avsr.eval.significance import pool_scores, session_bootstrap
 from espnet_avsr.eval.similarity import PooledSample
@@ -172,11 +172,30 @@ def trend(name: str, statement: str, rel: Mapping[float, Sequence[CorpusScore]],
                         f"{len(sessions)} sessions")
 
 
+SIMILARITY_METRICS = {
+    "cka": "linear CKA",
+    "diagonal": "diagonal minus off-diagonal cosine",
+}
+
+
+def _per_utt_contrast(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per utterance i: cos(ASR_i, AVSR_i) minus the mean of cos(ASR_i, AVSR_j), j != i, over the
+    sample; their mean is the cosine matrix's diagonal contrast (the paper figure's brightness)."""
+    c = cosine_matrix(p, q)
+    d = np.diag(c)
+    return d - (c.sum(1) - d) / (len(d) - 1)
+
+
 def similarity_trend(name: str, statement: str, reps: Mapping[float, Sequence[PooledSample]],
-                     num_boot: int = 10000, seed: int = 0) -> Claim:
-    """Least-squares slope of the ASR/AVSR similarity (linear CKA, mean over layer pairs and
-    seeds) against training dropout, with a bootstrap that resamples sessions of the sampled
-    utterances (the utterances every model was measured on) and recomputes every CKA."""
+                     num_boot: int = 10000, seed: int = 0, metric: str = "cka") -> Claim:
+    """Least-squares slope of an ASR/AVSR similarity (mean over layer pairs and seeds) against
+    training dropout, with a bootstrap that resamples sessions of the sampled utterances (the
+    utterances every model was measured on). ``metric``: ``cka``, linear CKA recomputed on every
+    resample; ``diagonal``, the mean over resampled utterances of their cosine with their own
+    AVSR representation minus their mean cosine with the others' (the figure's "brighter
+    diagonal"; each utterance's contrast is taken against the whole sample once)."""
+    if metric not in SIMILARITY_METRICS:
+        raise ValueError(f"unknown similarity metric {metric!r}; choose from {sorted(SIMILARITY_METRICS)}")
     xs = sorted(reps)
     a = "training dropout " + "/".join(f"{v:g}" for v in xs)
     if len(xs) < 2:
@@ -192,17 +211,26 @@ def similarity_trend(name: str, statement: str, reps: Mapping[float, Sequence[Po
     if len(keys) < 2 or len(names) < 2:
         return Claim(name, statement, "not run", a=a,
                      detail=f"{len(keys)} shared utterances from {len(names)} session(s): a session bootstrap needs two")
-    # per session, each sample's row indices of that session's utterances
-    index = [[np.array([r[k] for k in sessions[n]]) for n in names] for r in rows]
+    # per sample and session, the rows of that session's utterances: in the sample's own arrays
+    # (cka) or in the shared key order (diagonal, whose per-utterance contrasts are computed once)
+    shared = [np.array([r[k] for k in keys]) for r in rows]
+    if metric == "cka":
+        index = [[np.array([r[k] for k in sessions[n]]) for n in names] for r in rows]
+        stat = lambda j, idx: float(np.mean([linear_cka(p[idx], q[idx]) for p, q in samples[j].pairs]))
+    else:
+        pos = {k: i for i, k in enumerate(keys)}
+        index = [[np.array([pos[k] for k in sessions[n]]) for n in names]] * len(samples)
+        contrast = [np.mean([_per_utt_contrast(p[sh], q[sh]) for p, q in smp.pairs], axis=0)
+                    for smp, sh in zip(samples, shared)]
+        stat = lambda j, idx: float(np.mean(contrast[j][idx]))
     x = np.asarray(xs, float)
 
     def slope(draw: Sequence[int]) -> Tuple[float, List[float]]:
         sims, j = [], 0
         for v in xs:
             per_seed = []
-            for smp in reps[v]:
-                idx = np.concatenate([index[j][d] for d in draw])
-                per_seed.append(float(np.mean([linear_cka(p[idx], q[idx]) for p, q in smp.pairs])))
+            for _ in reps[v]:
+                per_seed.append(stat(j, np.concatenate([index[j][d] for d in draw])))
                 j += 1
             sims.append(per_seed)
         return float(np.polyfit(x, [np.mean(p) for p in sims], 1)[0]), [float(np.mean(p)) for p in sims]
@@ -211,9 +239,10 @@ def similarity_trend(name: str, statement: str, reps: Mapping[float, Sequence[Po
     rng = np.random.default_rng(seed)
     boots = np.array([slope(d)[0] for d in rng.integers(0, len(names), size=(num_boot, len(names)))])
     lo, hi = np.quantile(boots, [0.025, 0.975])
+    label = SIMILARITY_METRICS[metric]
     return Claim(name, statement, verdict(float(lo), float(hi), False), a=a, seeds_b=means, delta=point,
                  ci_low=float(lo), ci_high=float(hi),
-                 detail=f"slope of linear CKA per unit of dropout; seeds_b = mean CKA over seeds at each rate; "
+                 detail=f"slope of {label} per unit of dropout; seeds_b = mean {label} over seeds at each rate; "
                         f"{len(keys)} utterances from {len(names)} sessions, sessions resampled")
 
 
@@ -257,8 +286,13 @@ def evaluate_claims(scores: Scores,
         claims.append(parts[0] if len(parts) == 1 else _combine(
             "relative_cer_falls", statement, parts, "every test missing rate must hold"))
     if similarity and all(isinstance(v, PooledSample) for vs in similarity.values() for v in vs):
-        claims.append(similarity_trend("similarity_rises", "ASR/AVSR representation similarity rises with "
-                                       "training dropout", similarity, **kw))
+        # two readings, both must hold: linear CKA (a summary of the whole sample) and the
+        # figure's own, the brightness of the cosine matrix's diagonal
+        claims.append(_combine("similarity_rises", "ASR/AVSR representation similarity rises with training dropout", [
+            similarity_trend("similarity_rises_cka", "linear CKA rises", similarity, metric="cka", **kw),
+            similarity_trend("similarity_rises_diagonal", "the cosine matrix's diagonal brightens (diagonal "
+                             "minus off-diagonal)", similarity, metric="diagonal", **kw),
+        ], "both readings must hold"))
     elif similarity:  # bare numbers: no utterances to resample, the sign of each seed's correlation
         xs = sorted(similarity)
         per_seed = np.array([similarity[x] for x in xs], float)  # (rates, seeds)
