@@ -247,6 +247,39 @@ def test_similarity_panels_tell_the_seeds_of_a_rate_apart(tmp_path):
     assert rep.plots["similarity_vs_dropout"].is_file()
 
 
+def test_cli_reads_the_recipes_view_of_current_decodes(tmp_path):
+    """Given a recipe's experiment folder, the CLI reports the decodes stage 11 linked into
+    .report_view (an older decode setting's score is not read), and the links are not read a
+    second time; --all_decodes scans every decode and notes the duplicate it drops."""
+    import os
+    exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr")
+    _model(exp, "AV0", train_dropout=0, init="A0")
+    _result(exp, "A0/decode_asr/eval_far", 30.0, "A0")
+    _result(exp, "AV0/decode_old/eval_far_miss0", 11.0, "AV0", rate=0.0)
+    _result(exp, "AV0/decode_new/eval_far_miss0", 22.0, "AV0", rate=0.0)
+    sd = exp / "AV0" / "rep_similarity_eval_far"
+    sd.mkdir()
+    (sd / "rep_similarity.json").write_text(json.dumps({
+        "num_samples": 4, "meta": {"model": "AV0", "test_set": "eval_far", "ref_model": "A0", "missing_rate": 0.0},
+        "pairs": [{"asr_layer": "output", "avsr_layer": "output", "cka": 0.8}]}))
+    view = exp / ".report_view"
+    for model, dirs in (("A0", ["decode_asr/eval_far"]), ("AV0", ["decode_new/eval_far_miss0", "rep_similarity_eval_far"])):
+        (view / model).mkdir(parents=True)
+        os.symlink(exp / model / "meta.json", view / model / "meta.json")
+        for d in dirs:
+            os.symlink(exp / model / d, view / model / Path(d).name)
+    rep = make_report_cli.main(["--exp", str(exp), "--plots", "none", "--log_level", "ERROR"])
+    rows = {r[0]: r for r in rep.tables["missing/eval_far/random/zeros"].rows}
+    assert rows["AV0"][2] == "22.00" and not any(n.startswith("duplicate") for n in rep.notes)
+    assert len(rep.tables["similarity"].rows) == 1
+    assert "| AV0 |" in (exp / "RESULTS.md").read_text(encoding="utf-8")
+    every = make_report_cli.main(["--exp", str(exp), "--plots", "none", "--all_decodes", "--log_level", "ERROR"])
+    assert len(every.tables["similarity"].rows) == 1  # the view's link is not a second run
+    dup = [n for n in every.notes if n.startswith("duplicate")]
+    assert len(dup) == 1 and "decode_new" in dup[0] and "decode_old" in dup[0]
+
+
 def test_cli_regenerates_and_handles_empty_tree(tmp_path):
     exp = tmp_path / "exp"
     exp.mkdir()

@@ -195,9 +195,12 @@ def write_score_dir(
 
 
 def find_files(root: PathLike, name: str) -> List[Path]:
-    """All files called ``name`` under ``root`` (sorted, symlinked dirs followed)."""
+    """All files called ``name`` under ``root`` (sorted, symlinked dirs followed); hidden folders
+    under it (the recipe's ``.report_view``, ``.done``) are skipped, or a view's links would be
+    read a second time beside the folders they point to."""
     found: List[Path] = []
-    for dirpath, _dirs, files in os.walk(root, followlinks=True):
+    for dirpath, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         if name in files:
             found.append(Path(dirpath) / name)
     return sorted(found)

@@ -249,6 +249,18 @@ def _dedupe(records: Sequence[Record], key_fn, duplicates: List[str]) -> "Ordere
     return out
 
 
+def _dedupe_sims(sims: Sequence[Tuple[Path, Dict]], duplicates: List[str]) -> "OrderedDict":
+    """(model, test set, missing rate, reference model) -> similarity run, as :func:`_dedupe`."""
+    out: "OrderedDict" = OrderedDict()
+    for path, data in sorted(sims, key=lambda x: str(x[0])):
+        m = data["meta"]
+        k = (str(m["model"]), m.get("test_set"), m.get("missing_rate"), m.get("ref_model"))
+        if k in out:
+            duplicates.append(f"{path} replaces {out[k][0]} (same {k})")
+        out[k] = (path, data)
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -271,9 +283,10 @@ class ReportBuilder:
         self.report = Report()
         cer, p1 = load_records(self.exp, "result.json", "cer", CER_KEYS)
         rel, p2 = load_records(self.exp, "relative_cer.json", "relative_cer", REL_KEYS)
-        self.sims, p3 = load_similarities(self.exp)
+        sims, p3 = load_similarities(self.exp)
         self.report.notes += p1 + p2 + p3
         dups: List[str] = []
+        self.sims = list(_dedupe_sims(sims, dups).values())
         self.cer = _dedupe(cer, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr, r.noise), dups)
         self.rel = _dedupe(rel, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr), dups)
         self.report.notes += [f"duplicate: {d}" for d in dups]
