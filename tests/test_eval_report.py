@@ -225,6 +225,36 @@ def test_relative_cer_bars_average_the_seeds_of_a_rate(tmp_path):
     assert rep.plots["relative_cer_vs_dropout"].is_file()
 
 
+def test_dropout_figure_draws_the_mean_over_seeds(tmp_path):
+    """With two seeds the dropout figure draws one line per study rate and one A0 line, each the
+    mean over seeds (seed 1's curves were drawn against seed 0's A0 line); a rate a seed has not
+    decoded is a gap, not one seed's value."""
+    exp = tmp_path / "exp"
+    for m, seed, cer in (("A0", 0, 26.0), ("A0_s1", 1, 32.0)):
+        _model(exp, m, kind="asr", seed=seed, base="A0")
+        _result(exp, f"{m}/d", cer, m)
+    curves = {"AVd0.1": (18.0, 50.0), "AVd0.1_s1": (26.0, 30.0), "AVd0.3": (19.0, 28.0), "AVd0.3_s1": (29.0, None)}
+    for m, (c0, c1) in curves.items():
+        d = float(m[3:6])
+        _model(exp, m, study="dropout", train_dropout=d, train_dropout_prob=1.0, init="A0",
+               seed=int(m.endswith("_s1")), base=m.split("_")[0])
+        _result(exp, f"{m}/d0", c0, m, rate=0.0)
+        if c1 is not None:
+            _result(exp, f"{m}/d1", c1, m, rate=1.0)
+    from espnet_avsr.eval.report import ReportBuilder
+    b = ReportBuilder(exp)
+    rates, values = b.missing_values("eval_far", "random", "zeros")
+    series, hlines, seeds = b.dropout_curves(rates, values)
+    assert seeds == 2 and hlines == {"Baseline(A) A0": pytest.approx(29.0)}
+    assert list(series) == ["0.1", "0.3"]
+    assert rates[0] == 0.0 and rates[-1] == 1.0
+    assert series["0.1"][1][0] == pytest.approx(22.0) and series["0.1"][1][-1] == pytest.approx(40.0)
+    assert series["0.3"][1][0] == pytest.approx(24.0) and series["0.3"][1][-1] is None
+    rep = make_report(exp, exp / "RESULTS.md", exp / "plots")
+    assert rep.plots["dropout_cer_vs_missing_eval_far_random_zeros"].is_file()
+    assert [r[1] for r in rep.tables["dropout/eval_far/random/zeros"].rows] == ["A0", "AVd0.1", "AVd0.1_s1", "AVd0.3", "AVd0.3_s1"]
+
+
 def test_similarity_panels_tell_the_seeds_of_a_rate_apart(tmp_path):
     """Two seeds of a study rate get two heatmap panels labelled with their models (both were
     labelled '0.1'); a rate with one model keeps the bare rate; a run without its matrix is left out."""

@@ -127,12 +127,13 @@ def line_plot(
 def grouped_bars(groups: Mapping[str, Mapping[str, float]], path: PathLike, ylabel: str, xlabel: str = "", title: str = "") -> Path:
     """``{group: {bar label: value}}`` -> grouped bar chart with values written on the bars."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.6, 3.8))
     labels: List[str] = []
     for bars in groups.values():
         for lab in bars:
             if lab not in labels:
                 labels.append(lab)
+    n = len(groups) * len(labels)  # bars in all: wider figure, vertical values when crowded
+    fig, ax = plt.subplots(figsize=(max(5.6, 0.32 * n + 1.5), 3.8))
     width = 0.8 / max(len(labels), 1)
     for k, lab in enumerate(labels):
         xs, ys = [], []
@@ -142,8 +143,10 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], path: PathLike, ylab
                 ys.append(bars[lab])
         rects = ax.bar(xs, ys, width=width, label=lab)
         for r, y in zip(rects, ys):
-            ax.text(r.get_x() + r.get_width() / 2, r.get_height(), f"{y:.2f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(groups)), list(groups.keys()), fontsize=8)
+            ax.text(r.get_x() + r.get_width() / 2, r.get_height(), f"{y:.2f}", ha="center", va="bottom",
+                    fontsize=6 if len(labels) > 2 else 7, rotation=90 if len(labels) > 2 else 0)
+    ax.set_xticks(range(len(groups)), [g.replace(" missing ", " missing\n") for g in groups], fontsize=8)
+    ax.margins(y=0.12)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=9)

@@ -460,6 +460,38 @@ class ReportBuilder:
         same = [m for m in models if _as_float(self.model_meta[m].get("train_dropout")) == d]
         return f"{d:g}" if len(same) == 1 else f"{d:g} ({model})"
 
+    def dropout_curves(self, rates: Sequence[float], values: Dict[str, Dict[float, float]]):
+        """The dropout figure's lines: ``(series, hlines, most seeds averaged)``, each line the mean
+        over one model's seeds (``seed_groups``): A0's line over A0's seeds, a study rate's over
+        its seeds (a seed-1 curve drawn against seed 0's baseline misleads); a point is drawn
+        only where every seed of the model was decoded."""
+        a0, av0 = self.baselines()
+        groups = self.seed_groups(values)
+        group_of = {m: (base, ms) for base, ms in groups.items() for m in ms}
+
+        def mean(ms: List[str], r: float) -> Optional[float]:
+            got = [values[m].get(r) for m in ms]
+            return None if any(v is None for v in got) else float(np.mean(got))
+
+        series, hlines, seeds = OrderedDict(), OrderedDict(), 0
+        if a0 in group_of and values[a0]:
+            base, ms = group_of[a0]
+            r0 = 0.0 if all(0.0 in values[m] for m in ms) else next(iter(values[a0]))
+            hlines[f"Baseline(A) {base}"] = mean(ms, r0)
+            seeds = len(ms)
+        if av0 in group_of:
+            base, ms = group_of[av0]
+            series[f"Baseline(AV) {base}"] = (list(rates), [mean(ms, r) for r in rates])
+            seeds = max(seeds, len(ms))
+        study = [groups[b] for b in dict.fromkeys(group_of[m][0] for m in self.dropout_models() if m in group_of)]
+        rate_of = lambda ms: _as_float(self.model_meta[ms[0]].get("train_dropout"))
+        for ms in study:
+            d = rate_of(ms)
+            alone = sum(1 for o in study if rate_of(o) == d) == 1
+            series[f"{d:g}" if alone else f"{d:g} ({group_of[ms[0]][0]})"] = (list(rates), [mean(ms, r) for r in rates])
+            seeds = max(seeds, len(ms))
+        return series, hlines, seeds
+
     def baselines(self) -> Tuple[Optional[str], Optional[str]]:
         """(audio-only baseline, no-dropout AV baseline): the first audio-only model and the first
         AV model trained without video dropout, in table order (from meta.json, not names)."""
@@ -602,25 +634,22 @@ class ReportBuilder:
                 rates, values = self.missing_values(ts, pattern, fill)
                 header = ["train dropout", "model"] + [fmt_rate(r) for r in rates]
                 rows = []
-                series, hlines = OrderedDict(), OrderedDict()
                 if a0 in values and values[a0]:
-                    hlines[f"Baseline(A) {a0}"] = values[a0].get(0.0, next(iter(values[a0].values())))
                     rows.append(["audio only", a0] + [fmt(values[a0].get(r)) for r in rates])
                 if av0 in values:
-                    series[f"Baseline(AV) {av0}"] = (rates, [values[av0].get(r) for r in rates])
                     rows.append(["0", av0] + [fmt(values[av0].get(r)) for r in rates])
                 for m in models:
                     if m in values:
-                        label = self.dropout_label(m, models)
-                        series[label] = (rates, [values[m].get(r) for r in rates])
-                        rows.append([label, m] + [fmt(values[m].get(r)) for r in rates])
+                        rows.append([self.dropout_label(m, models), m] + [fmt(values[m].get(r)) for r in rates])
                 rep.tables[f"dropout/{ts}/{pattern}/{fill}"] = Table(
                     title=f"Dropout study, CER (%) vs test missing rate: {ts} ({pattern}, {fill})", header=header, rows=rows)
                 if pd is not None:
+                    series, hlines, seeds = self.dropout_curves(rates, values)
                     self._plot(f"dropout_cer_vs_missing_{ts}_{pattern}_{fill}", plots.line_plot, series,
                                pd / f"dropout_cer_vs_missing_{_safe(ts)}_{pattern}_{fill}.png",
                                xlabel="fraction of missing video frames (test)", ylabel="CER (%)",
-                               title=f"training dropout rates, {ts}", hlines=hlines, xticks=rates)
+                               title=f"training dropout rates, {ts}" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""),
+                               hlines=hlines, xticks=rates)
         rt = self.relative_table()
         if rt is not None:
             rep.tables["relative_cer"] = rt
