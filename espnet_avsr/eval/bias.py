@@ -105,12 +105,17 @@ def cka_matrix(xs: Sequence[ArrayLike], ys: Sequence[ArrayLike]) -> np.ndarray:
     return np.array([[linear_cka(x, y) for y in ys] for x in xs], dtype=np.float64).reshape(len(xs), len(ys))
 
 
-def diagonal_contrast(sim: ArrayLike) -> float:
-    """Mean diagonal minus mean off-diagonal similarity: how "bright" the diagonal is."""
+def row_contrast(sim: ArrayLike) -> np.ndarray:
+    """Per row i: ``sim[i, i]`` minus the mean of the row's off-diagonal entries (one sample's
+    similarity to its own counterpart against the others'); their mean is :func:`diagonal_contrast`,
+    and a per-row value can be resampled (claims' session bootstrap)."""
     m = _np(sim)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
         raise ValueError(f"expected a square matrix of at least 2 x 2, got {m.shape}")
-    n = m.shape[0]
-    diag = np.trace(m) / n
-    off = (m.sum() - np.trace(m)) / (n * n - n)
-    return float(diag - off)
+    d = np.diag(m)
+    return d - (m.sum(1) - d) / (m.shape[0] - 1)
+
+
+def diagonal_contrast(sim: ArrayLike) -> float:
+    """Mean diagonal minus mean off-diagonal similarity: how "bright" the diagonal is."""
+    return float(np.mean(row_contrast(sim)))

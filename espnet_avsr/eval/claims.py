@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from espnet_avsr.eval.cer import CorpusScore
-from espnet_avsr.eval.bias import cosine_matrix, linear_cka
+from espnet_avsr.eval.bias import cosine_matrix, linear_cka, row_contrast
 from espnet_avsr.common.naming import utt_session
 from espnet_avsr.eval.significance import pool_scores, session_bootstrap
 from espnet_avsr.eval.similarity import PooledSample
@@ -178,14 +178,6 @@ SIMILARITY_METRICS = {
 }
 
 
-def _per_utt_contrast(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Per utterance i: cos(ASR_i, AVSR_i) minus the mean of cos(ASR_i, AVSR_j), j != i, over the
-    sample; their mean is the cosine matrix's diagonal contrast (the paper figure's brightness)."""
-    c = cosine_matrix(p, q)
-    d = np.diag(c)
-    return d - (c.sum(1) - d) / (len(d) - 1)
-
-
 def similarity_trend(name: str, statement: str, reps: Mapping[float, Sequence[PooledSample]],
                      num_boot: int = 10000, seed: int = 0, metric: str = "cka") -> Claim:
     """Least-squares slope of an ASR/AVSR similarity (mean over layer pairs and seeds) against
@@ -213,14 +205,14 @@ def similarity_trend(name: str, statement: str, reps: Mapping[float, Sequence[Po
                      detail=f"{len(keys)} shared utterances from {len(names)} session(s): a session bootstrap needs two")
     # per sample and session, the rows of that session's utterances: in the sample's own arrays
     # (cka) or in the shared key order (diagonal, whose per-utterance contrasts are computed once)
-    shared = [np.array([r[k] for k in keys]) for r in rows]
     if metric == "cka":
         index = [[np.array([r[k] for k in sessions[n]]) for n in names] for r in rows]
         stat = lambda j, idx: float(np.mean([linear_cka(p[idx], q[idx]) for p, q in samples[j].pairs]))
     else:
         pos = {k: i for i, k in enumerate(keys)}
         index = [[np.array([pos[k] for k in sessions[n]]) for n in names]] * len(samples)
-        contrast = [np.mean([_per_utt_contrast(p[sh], q[sh]) for p, q in smp.pairs], axis=0)
+        shared = [np.array([r[k] for k in keys]) for r in rows]
+        contrast = [np.mean([row_contrast(cosine_matrix(p[sh], q[sh])) for p, q in smp.pairs], axis=0)
                     for smp, sh in zip(samples, shared)]
         stat = lambda j, idx: float(np.mean(contrast[j][idx]))
     x = np.asarray(xs, float)

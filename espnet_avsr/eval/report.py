@@ -238,26 +238,14 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
-def _dedupe(records: Sequence[Record], key_fn, duplicates: List[str]) -> "OrderedDict":
+def _dedupe(records: Sequence, key_fn, duplicates: List[str], path_of=lambda r: r.path) -> "OrderedDict":
     """key -> record; on duplicates keep the last in path order and note it."""
     out: "OrderedDict" = OrderedDict()
-    for r in sorted(records, key=lambda r: str(r.path)):
+    for r in sorted(records, key=lambda r: str(path_of(r))):
         k = key_fn(r)
         if k in out:
-            duplicates.append(f"{r.path} replaces {out[k].path} (same {k})")
+            duplicates.append(f"{path_of(r)} replaces {path_of(out[k])} (same {k})")
         out[k] = r
-    return out
-
-
-def _dedupe_sims(sims: Sequence[Tuple[Path, Dict]], duplicates: List[str]) -> "OrderedDict":
-    """(model, test set, missing rate, reference model) -> similarity run, as :func:`_dedupe`."""
-    out: "OrderedDict" = OrderedDict()
-    for path, data in sorted(sims, key=lambda x: str(x[0])):
-        m = data["meta"]
-        k = (str(m["model"]), m.get("test_set"), m.get("missing_rate"), m.get("ref_model"))
-        if k in out:
-            duplicates.append(f"{path} replaces {out[k][0]} (same {k})")
-        out[k] = (path, data)
     return out
 
 
@@ -286,7 +274,8 @@ class ReportBuilder:
         sims, p3 = load_similarities(self.exp)
         self.report.notes += p1 + p2 + p3
         dups: List[str] = []
-        self.sims = list(_dedupe_sims(sims, dups).values())
+        sim_key = lambda x: (str(x[1]["meta"]["model"]), *(x[1]["meta"].get(k) for k in ("test_set", "missing_rate", "ref_model")))
+        self.sims = list(_dedupe(sims, sim_key, dups, path_of=lambda x: x[0]).values())
         self.cer = _dedupe(cer, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr, r.noise), dups)
         self.rel = _dedupe(rel, lambda r: (r.model, r.test_set, r.rate, r.pattern, r.fill, r.snr), dups)
         self.report.notes += [f"duplicate: {d}" for d in dups]
