@@ -253,6 +253,15 @@ def test_dropout_figure_draws_the_mean_over_seeds(tmp_path):
     rep = make_report(exp, exp / "RESULTS.md", exp / "plots")
     assert rep.plots["dropout_cer_vs_missing_eval_far_random_zeros"].is_file()
     assert [r[1] for r in rep.tables["dropout/eval_far/random/zeros"].rows] == ["A0", "AVd0.1", "AVd0.1_s1", "AVd0.3", "AVd0.3_s1"]
+    assert [r[0] for r in rep.tables["dropout/eval_far/random/zeros"].rows] == [
+        "audio only", "0.1 (AVd0.1)", "0.1 (AVd0.1_s1)", "0.3 (AVd0.3)", "0.3 (AVd0.3_s1)"]
+
+
+def test_rate_labels_name_a_model_only_where_its_rate_is_shared():
+    from espnet_avsr.eval.report import rate_labels
+    assert rate_labels([(0.1, "AVd0.1"), (0.3, "AVd0.3"), (0.1, "AVd0.1_s1"), (None, "AV6"), (0.5, "x")]) == [
+        "0.1 (AVd0.1)", "0.3", "0.1 (AVd0.1_s1)", "AV6", "0.5"]
+    assert rate_labels([]) == []
 
 
 def test_similarity_panels_tell_the_seeds_of_a_rate_apart(tmp_path):

@@ -35,7 +35,7 @@ import logging
 import math
 import os
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -192,6 +192,14 @@ def fmt(v: Optional[float]) -> str:
     return MISSING if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
+def rate_labels(items: Sequence[Tuple[Optional[float], str]]) -> List[str]:
+    """One label per ``(training dropout, name)``: the rate alone, or the rate with the name where
+    another item shares the rate (two seeds of a study rate), or the name where the rate is unknown.
+    The dropout table, the dropout figure and the similarity panels all label this way."""
+    counts = Counter(d for d, _ in items if d is not None)
+    return [name if d is None else f"{d:g}" if counts[d] == 1 else f"{d:g} ({name})" for d, name in items]
+
+
 def fmt_rate(r: float) -> str:
     """0 / 0.25 / 0.5 / 0.75 / 1.0, as the paper's column heads."""
     if r == 0:
@@ -324,10 +332,8 @@ class ReportBuilder:
             m = np.load(path.parent / pair["cosine_file"])
             k = min(16, m.shape[0])
             model = self._sim_model((path, data))
-            d = self.dropout_of(model)
-            found.append((f"{d:g}" if d is not None else model, model, m[:k, :k]))
-        shared = {lab for lab, _, _ in found if sum(1 for x in found if x[0] == lab) > 1}
-        return [(f"{lab} ({model})" if lab in shared and lab != model else lab, m) for lab, model, m in found]
+            found.append((self.dropout_of(model), model, m[:k, :k]))
+        return list(zip(rate_labels([(d, model) for d, model, _ in found]), [m for _, _, m in found]))
 
     def dropout_of(self, model: str) -> Optional[float]:
         """A model's training video-dropout rate (None: not a number, or not an AV model)."""
@@ -444,11 +450,6 @@ class ReportBuilder:
             models = [m for m in models if self.model_meta[m].get("study") == "dropout"]
         return sorted(models, key=lambda m: (_as_float(self.model_meta[m].get("train_dropout")), _natural(m)))
 
-    def dropout_label(self, model: str, models: Sequence[str]) -> str:
-        d = _as_float(self.model_meta[model].get("train_dropout"))
-        same = [m for m in models if _as_float(self.model_meta[m].get("train_dropout")) == d]
-        return f"{d:g}" if len(same) == 1 else f"{d:g} ({model})"
-
     def dropout_curves(self, rates: Sequence[float], values: Dict[str, Dict[float, float]]):
         """The dropout figure's lines: ``(series, hlines, most seeds averaged)``, each line the mean
         over one model's seeds (``seed_groups``): A0's line over A0's seeds, a study rate's over
@@ -473,11 +474,9 @@ class ReportBuilder:
             series[f"Baseline(AV) {base}"] = (list(rates), [mean(ms, r) for r in rates])
             seeds = max(seeds, len(ms))
         study = [groups[b] for b in dict.fromkeys(group_of[m][0] for m in self.dropout_models() if m in group_of)]
-        rate_of = lambda ms: _as_float(self.model_meta[ms[0]].get("train_dropout"))
-        for ms in study:
-            d = rate_of(ms)
-            alone = sum(1 for o in study if rate_of(o) == d) == 1
-            series[f"{d:g}" if alone else f"{d:g} ({group_of[ms[0]][0]})"] = (list(rates), [mean(ms, r) for r in rates])
+        labels = rate_labels([(_as_float(self.model_meta[ms[0]].get("train_dropout")), group_of[ms[0]][0]) for ms in study])
+        for label, ms in zip(labels, study):
+            series[label] = (list(rates), [mean(ms, r) for r in rates])
             seeds = max(seeds, len(ms))
         return series, hlines, seeds
 
@@ -627,9 +626,9 @@ class ReportBuilder:
                     rows.append(["audio only", a0] + [fmt(values[a0].get(r)) for r in rates])
                 if av0 in values:
                     rows.append(["0", av0] + [fmt(values[av0].get(r)) for r in rates])
-                for m in models:
+                for m, label in zip(models, rate_labels([(_as_float(self.model_meta[m].get("train_dropout")), m) for m in models])):
                     if m in values:
-                        rows.append([self.dropout_label(m, models), m] + [fmt(values[m].get(r)) for r in rates])
+                        rows.append([label, m] + [fmt(values[m].get(r)) for r in rates])
                 rep.tables[f"dropout/{ts}/{pattern}/{fill}"] = Table(
                     title=f"Dropout study, CER (%) vs test missing rate: {ts} ({pattern}, {fill})", header=header, rows=rows)
                 if pd is not None:
