@@ -1,9 +1,11 @@
 """An exp/<name> trained with other settings is never resumed or skipped as done under new ones."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from espnet_avsr.bin import train_inputs as ti
@@ -84,3 +86,72 @@ def test_stage9_stops_on_a_changed_config_and_train_fresh_moves_it_aside(tmp_pat
     assert json.loads((exp / "train_inputs.json").read_text())["config.model_conf.ctc_weight"] == "0.3"
     # meta.json describes the list's model (the new config), so it stays with the new run
     assert json.loads((exp / "meta.json").read_text())["train_dropout"] == 0 and not (moved[0] / "meta.json").exists()
+
+
+def test_source_checkpoints_are_recorded_by_content(tmp_path, capsys):
+    """A retrained init or teacher (same file name, new weights) makes the model another one; a
+    copy of the folder does not; a record from before sources were kept, or an init whose folder
+    is gone, is compared on the rest."""
+    exp, cfg = tmp_path / "exp" / "AV1", _cfg(tmp_path / "c.yaml", CFG)
+    a0 = tmp_path / "exp" / "A0" / "valid.acc.ave.pth"
+    a0.parent.mkdir(parents=True)
+    a0.write_bytes(b"A0 weights")
+    args = ["--exp", str(exp), "--config", str(cfg), "--init", "A0", "--source", f"A0={a0}"]
+    assert ti.main(["--record", *args]) == 0
+    (exp / "checkpoint.pth").write_bytes(b"weights")
+    record = json.loads((exp / "train_inputs.json").read_text())
+    assert record["source.A0"] == "valid.acc.ave.pth sha256:" + hashlib.sha256(b"A0 weights").hexdigest()[:16]
+    assert ti.main(args) == 0
+    copy = tmp_path / "copy" / "valid.acc.ave.pth"
+    copy.parent.mkdir()
+    copy.write_bytes(a0.read_bytes())
+    assert ti.main([*args[:-1], f"A0={copy}"]) == 0  # same content elsewhere
+    capsys.readouterr()
+    a0.write_bytes(b"A0 retrained")
+    assert ti.main(args) == ti.DIFFERENT
+    assert capsys.readouterr().out.splitlines() == [
+        f"source.A0: {record['source.A0']} -> valid.acc.ave.pth sha256:{hashlib.sha256(b'A0 retrained').hexdigest()[:16]}"]
+    assert ti.main(args[:-2]) == 0  # A0's folder gone: nothing to compare it with
+    del record["source.A0"]
+    (exp / "train_inputs.json").write_text(json.dumps(record))
+    assert ti.main(args) == 0  # recorded before sources were kept
+
+
+def test_a_bad_source_is_a_clear_error(tmp_path):
+    cfg = _cfg(tmp_path / "c.yaml", CFG)
+    base = ["--exp", str(tmp_path / "AV1"), "--config", str(cfg), "--record"]
+    with pytest.raises(ValueError, match=r"--source 'A0': expected <model>=<checkpoint file>"):
+        ti.main([*base, "--source", "A0"])
+    with pytest.raises(ValueError, match=r"nope\.pth: checkpoint of source model A0 not found"):
+        ti.main([*base, "--source", f"A0={tmp_path / 'nope.pth'}"])
+
+
+def test_stage9_stops_when_the_init_model_was_retrained(tmp_path):
+    """AV1 starts from AV0: after AV0 is retrained (its checkpoint's content changes), AV1 is not
+    kept as done; --train_fresh moves it aside and trains it again."""
+    cfg = _cfg(tmp_path / "train_avsr_x.yaml", CFG)
+    exp = tmp_path / "exp"
+    av0 = exp / "AV0"
+    _trained(av0, cfg, "")
+    (av0 / "valid.acc.ave.pth").write_bytes(b"AV0 weights")
+    assert ti.main(["--record", "--exp", str(exp / "AV1"), "--config", str(cfg), "--init", "AV0",
+                    "--source", f"AV0={av0 / 'valid.acc.ave.pth'}"]) == 0
+    (exp / "AV1" / "checkpoint.pth").write_bytes(b"weights")
+    (exp / "AV1" / "valid.acc.ave.pth").write_bytes(b"AV1 weights")
+    (exp / "AV1" / "config.yaml").write_text("stale", encoding="utf-8")
+    for m in ("AV0", "AV1"):
+        marker = exp / ".done" / "stage9" / f"train_{m}.done"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("done\n")
+    models = ["--models", f"AV0:{cfg}:- AV1:{cfg}:AV0"]
+    r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", *models)
+    assert r.returncode == 0, r.stderr
+    assert "[skip] train_AV1" in r.stdout  # AV0 as it was: done
+    (av0 / "valid.acc.ave.pth").write_bytes(b"AV0 retrained")
+    r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", *models)
+    assert r.returncode != 0
+    assert "source.AV0: valid.acc.ave.pth sha256:" in r.stderr
+    assert f"model AV1: {exp / 'AV1'} was trained with other settings (listed above)" in r.stderr
+    assert (exp / "AV1" / "valid.acc.ave.pth").read_bytes() == b"AV1 weights"
+    r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", *models, "--train_fresh", "true")
+    assert len(list(exp.glob("AV1.replaced_*"))) == 1 and "[run] train_AV1" in r.stdout

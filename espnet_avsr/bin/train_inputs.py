@@ -3,6 +3,7 @@
 
     train_inputs --exp exp/AV0 --config conf/train_avsr.yaml --init A0 --teacher - --train_args "--max_epoch 8"
     train_inputs ... --record      # write exp/AV0/train_inputs.json (avsr.sh does this when training starts)
+    train_inputs ... --source A0=exp/A0/valid.acc.ave.pth --source V0=exp/V0/valid.acc.ave.pth
 
 Why: ESPnet's --resume continues any checkpoint in the output dir, and then writes the
 *new* config.yaml beside the old weights, so a report would label the old model with the
@@ -11,13 +12,18 @@ new settings. The settings of a run (the config file's content, init and teacher
 run) is compared through the config.yaml ESPnet wrote. Exit 0: same settings, or nothing
 trained yet; exit 3: they differ (printed one per line); exit 1: bad input.
 Changing only keys that a resume may change (max_epoch, num_workers ...) is allowed.
+The checkpoints a model starts from or learns from (--source: init models, teacher) are
+recorded by content, so an AV model is not kept as done over a retrained A0, V0 or teacher;
+a source is compared when both the record and the present have it (records from before this
+check have none, and a model stays valid when its init's folder is gone).
 """
 import argparse
+import hashlib
 import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import yaml
 
@@ -30,6 +36,8 @@ RESUME_OK = frozenset({"max_epoch", "num_workers", "log_interval", "num_att_plot
 RECIPE_SET = frozenset({"normalize_conf.stats_file", "model_conf.teacher_model_file", "model_conf.teacher_config"})
 CKPT_GLOBS = ("checkpoint.pth", "latest.pth", "*epoch.pth", "valid.*.pth", "train.*.pth")
 DIFFERENT = 3
+#: Record keys of the source checkpoints: ``source.<model>`` -> "<file name> sha256:<first 16 hex>".
+SOURCE = "source."
 
 
 def flatten(d, prefix: str = "") -> Dict[str, str]:
@@ -62,11 +70,35 @@ def train_args_dict(train_args: str) -> Dict[str, str]:
     return out
 
 
-def current_inputs(config: Path, init: str, teacher: str, train_args: str) -> Dict[str, str]:
+def checkpoint_identity(path: Path) -> str:
+    """A checkpoint by content (a copy of the folder keeps it; a retrained model changes it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{path.name} sha256:{h.hexdigest()[:16]}"
+
+
+def parse_sources(items: Sequence[str]) -> Dict[str, Path]:
+    """``["A0=exp/A0/valid.acc.ave.pth", ...]`` -> ``{"A0": Path(...)}``; a clear error otherwise."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--source {item!r}: expected <model>=<checkpoint file>")
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: checkpoint of source model {name} not found")
+        out[name] = Path(path)
+    return out
+
+
+def current_inputs(config: Path, init: str, teacher: str, train_args: str,
+                   sources: Optional[Dict[str, Path]] = None) -> Dict[str, str]:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     flat = {f"config.{k}": v for k, v in flatten(cfg).items()}
     flat.update({f"train_args.{k}": v for k, v in train_args_dict(train_args).items()})
     flat.update({"init": init, "teacher": teacher})
+    flat.update({f"{SOURCE}{m}": checkpoint_identity(p) for m, p in (sources or {}).items()})
     return flat
 
 
@@ -76,6 +108,8 @@ def _resumable(key: str) -> bool:
 
 def differences(old: Dict[str, str], new: Dict[str, str], keys=None) -> List[str]:
     keys = sorted(set(old) | set(new)) if keys is None else sorted(keys)
+    # a source checkpoint counts where both sides know it (see the module docstring)
+    keys = [k for k in keys if not k.startswith(SOURCE) or (k in old and k in new)]
     return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}"
             for k in keys if old.get(k) != new.get(k) and not _resumable(k)]
 
@@ -108,6 +142,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="-")
     p.add_argument("--teacher", default="-")
     p.add_argument("--train_args", default="")
+    p.add_argument("--source", action="append", default=[], metavar="MODEL=CHECKPOINT",
+                   help="a checkpoint the model starts from or learns from (init, teacher); repeatable")
     p.add_argument("--record", action="store_true", help="write the record (training starts now)")
     return p
 
@@ -116,7 +152,7 @@ def _body(a: argparse.Namespace) -> int:
     if not a.config.is_file():
         print(f"{a.config}: training config not found", file=sys.stderr)
         return 1
-    new = current_inputs(a.config, a.init, a.teacher, a.train_args)
+    new = current_inputs(a.config, a.init, a.teacher, a.train_args, parse_sources(a.source))
     if a.record:
         a.exp.mkdir(parents=True, exist_ok=True)
         (a.exp / RECORD).write_text(json.dumps(new, indent=1, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")

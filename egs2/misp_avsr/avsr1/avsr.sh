@@ -222,12 +222,15 @@ is_adapter_model() { [ "${kinds[$(model_index "$1")]}" = adapter ]; }
 # The checkpoint a finished model is used through: --best_model, else the first present of
 # espnet_avsr's CHECKPOINTS (averaged n-best, best, latest), the order avsr_pack uses too.
 checkpoint_names="$("${python}" -m espnet_avsr.bin.experiment checkpoints)" || die "cannot list the checkpoint names"
-model_checkpoint() {
+find_checkpoint() {   # find_checkpoint <model>: prints it, or returns 1 quietly
     local d="${expdir}/$1" f
     for f in "${best_model}" ${checkpoint_names}; do
         [ -e "${d}/${f}" ] && { echo "${d}/${f}"; return 0; }
     done
-    die "no checkpoint of model $1 in ${d} (train it first: stages 8-9)"
+    return 1
+}
+model_checkpoint() {
+    find_checkpoint "$1" || die "no checkpoint of model $1 in ${expdir}/$1 (train it first: stages 8-9)"
 }
 
 
@@ -521,8 +524,10 @@ train_model() {   # train_model <name>
     local stats="${expdir}/${task}_stats_${token_type}" out="${expdir}/${name}"
     [ -f "${config}" ] || die "config ${config} of model ${name} does not exist"
     mkdir -p "${out}"
+    # shellcheck disable=SC2046
     "${python}" -m espnet_avsr.bin.train_inputs --record --exp "${out}" --config "${config}" \
-        --init "${init}" --teacher "${teacher}" --train_args "${train_args}"
+        --init "${init}" --teacher "${teacher}" --train_args "${train_args}" $(source_opts "${name}") \
+        || die "cannot record the training settings of model ${name} (see the error above)"
     local extra=()
     if [ "$(yaml_get "${config}" normalize)" = global_mvn ]; then
         extra+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
@@ -580,13 +585,26 @@ train_model() {   # train_model <name>
         || die "training ${name} failed, $(see_log "${out}/train.log")"
     model_checkpoint "${name}" > /dev/null
 }
+# source_opts <name>: --source <model>=<checkpoint> for each model <name> starts from or learns
+# from (init, both halves of "A0+V0", teacher) that has a checkpoint, so train_inputs records
+# them by content and a retrained A0, V0 or teacher is noticed. (Checkpoint paths hold no spaces.)
+source_opts() {
+    local i; i="$(model_index "$1")"
+    local m ckpt
+    for m in ${inits[$i]//+/ } ${teachers[$i]}; do
+        [ "${m}" = - ] && continue
+        if ckpt="$(find_checkpoint "${m}")"; then echo "--source ${m}=${ckpt}"; fi
+    done
+}
 # check_train_inputs <name>: exp/<name> trained with other settings (config content, init, teacher,
-# --train_args) is never resumed nor skipped as done: stop naming them, or move it aside (--train_fresh).
+# the content of their checkpoints, --train_args) is never resumed nor skipped as done: stop
+# naming them, or move it aside (--train_fresh).
 check_train_inputs() {
     local i; i="$(model_index "$1")"
     local out="${expdir}/$1" rc=0 diff
+    # shellcheck disable=SC2046
     diff="$("${python}" -m espnet_avsr.bin.train_inputs --exp "${out}" --config "${configs[$i]}" \
-        --init "${inits[$i]}" --teacher "${teachers[$i]}" --train_args "${train_args}")" || rc=$?
+        --init "${inits[$i]}" --teacher "${teachers[$i]}" --train_args "${train_args}" $(source_opts "$1"))" || rc=$?
     [ "${rc}" -eq 0 ] && return 0
     [ "${rc}" -eq 3 ] || die "cannot compare the training settings of model $1 (see the error above)"
     log_msg "model $1: ${out} was trained with other settings:"
