@@ -445,10 +445,10 @@ class ReportBuilder:
 
     # -- (iii) dropout study
     def dropout_models(self) -> List[str]:
-        models = [m for m, meta in self.model_meta.items() if _as_float(meta.get("train_dropout")) not in (None, 0.0)]
+        models = [m for m in self.model_meta if self.dropout_of(m) not in (None, 0.0)]
         if any(meta.get("study") for meta in self.model_meta.values()):
             models = [m for m in models if self.model_meta[m].get("study") == "dropout"]
-        return sorted(models, key=lambda m: (_as_float(self.model_meta[m].get("train_dropout")), _natural(m)))
+        return sorted(models, key=lambda m: (self.dropout_of(m), _natural(m)))
 
     def dropout_curves(self, rates: Sequence[float], values: Dict[str, Dict[float, float]]):
         """The dropout figure's lines: ``(series, hlines, most seeds averaged)``, each line the mean
@@ -474,7 +474,7 @@ class ReportBuilder:
             series[f"Baseline(AV) {base}"] = (list(rates), [mean(ms, r) for r in rates])
             seeds = max(seeds, len(ms))
         study = [groups[b] for b in dict.fromkeys(group_of[m][0] for m in self.dropout_models() if m in group_of)]
-        labels = rate_labels([(_as_float(self.model_meta[ms[0]].get("train_dropout")), group_of[ms[0]][0]) for ms in study])
+        labels = rate_labels([(self.dropout_of(ms[0]), group_of[ms[0]][0]) for ms in study])
         for label, ms in zip(labels, study):
             series[label] = (list(rates), [mean(ms, r) for r in rates])
             seeds = max(seeds, len(ms))
@@ -486,7 +486,7 @@ class ReportBuilder:
         models = self.sorted_models(self.model_meta)
         a = next((m for m in models if self.audio_only(m)), None)
         av = next((m for m in models if self.model_meta[m]["modality"] == "av"
-                   and _as_float(self.model_meta[m].get("train_dropout")) == 0.0), None)
+                   and self.dropout_of(m) == 0.0), None)
         return a, av
 
     def relative_table(self) -> Optional[Table]:
@@ -626,7 +626,7 @@ class ReportBuilder:
                     rows.append(["audio only", a0] + [fmt(values[a0].get(r)) for r in rates])
                 if av0 in values:
                     rows.append(["0", av0] + [fmt(values[av0].get(r)) for r in rates])
-                for m, label in zip(models, rate_labels([(_as_float(self.model_meta[m].get("train_dropout")), m) for m in models])):
+                for m, label in zip(models, rate_labels([(self.dropout_of(m), m) for m in models])):
                     if m in values:
                         rows.append([label, m] + [fmt(values[m].get(r)) for r in rates])
                 rep.tables[f"dropout/{ts}/{pattern}/{fill}"] = Table(
