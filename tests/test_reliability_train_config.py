@@ -88,6 +88,22 @@ def test_stage9_stops_on_a_changed_config_and_train_fresh_moves_it_aside(tmp_pat
     assert json.loads((exp / "meta.json").read_text())["train_dropout"] == 0 and not (moved[0] / "meta.json").exists()
 
 
+def test_resumed_training_keeps_the_earlier_logs(tmp_path):
+    """A run resumed from its checkpoint writes a new train.log; the earlier ones (their per-epoch
+    results) are kept as train.1.log, train.2.log, ..."""
+    cfg = _cfg(tmp_path / "train_avsr_x.yaml", CFG)
+    exp = tmp_path / "exp" / "AV0"
+    _trained(exp, cfg, "")
+    (exp / "train.log").write_text("6epoch results: first run\n", encoding="utf-8")
+    for run in (1, 2):
+        r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", "--models", f"AV0:{cfg}:-")
+        assert "[run] train_AV0" in r.stdout and r.returncode != 0  # resumed (fails: no data here)
+        assert (exp / "train.log").is_file() and (exp / f"train.{run}.log").is_file()
+    assert (exp / "train.1.log").read_text(encoding="utf-8") == "6epoch results: first run\n"
+    assert (exp / "train.2.log").read_text(encoding="utf-8") != "6epoch results: first run\n"
+    assert (exp / "checkpoint.pth").read_bytes() == b"weights"
+
+
 def test_source_checkpoints_are_recorded_by_content(tmp_path, capsys):
     """A retrained init or teacher (same file name, new weights) makes the model another one; a
     copy of the folder does not; a record from before sources were kept, or an init whose folder

@@ -575,6 +575,12 @@ train_model() {   # train_model <name>
                      --valid_shape_file "${stats}/valid/video_shape"
                      --fold_length "${video_fold_length}")
     fi
+    # a resumed run keeps the earlier runs' logs (their per-epoch results): train.log -> train.<k>.log
+    if [ -s "${out}/train.log" ]; then
+        local k=1
+        while [ -e "${out}/train.${k}.log" ]; do k=$((k + 1)); done
+        mv "${out}/train.log" "${out}/train.${k}.log"
+    fi
     log_msg "training ${name} (${task}, config ${config}, init ${inits[$i]}, teacher ${teacher}); log ${out}/train.log"
     # shellcheck disable=SC2046
     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" "${out}/train.log" \
