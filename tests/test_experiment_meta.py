@@ -85,6 +85,19 @@ def test_model_list_is_typed_and_seeds_copy_each_chain(confs, tmp_path):
     assert (plain[0].seed, plain[0].base, plain[0].tsv_row().split("\t")[4]) == (None, "A0", "-")
 
 
+def test_a_models_name_says_its_seed_whichever_seeds_are_listed(confs):
+    """Seed 1 trained alone (a second session finishing one seed) is V0_s1: before, the first
+    listed seed kept the plain name, so --seeds 1 resumed seed 0's exp/V0 with seed 1."""
+    models = f"A0:{confs['asr']}:- V0:{confs['vsr']} AV0:{confs['av']}:A0+V0"
+    alone = {s.name: s for s in model_list(models, seeds="1")}
+    assert sorted(alone) == ["A0_s1", "AV0_s1", "V0_s1"]
+    assert (alone["AV0_s1"].init, alone["AV0_s1"].seed, alone["AV0_s1"].base) == (("A0_s1", "V0_s1"), 1, "AV0")
+    assert sorted(s.name for s in model_list(models, seeds="2 0")) == ["A0", "A0_s2", "AV0", "AV0_s2", "V0", "V0_s2"]
+    assert [s.name for s in model_list(models)] == ["A0", "V0", "AV0"]  # no --seeds: ESPnet's seed 0
+    with pytest.raises(ModelListError, match="declared twice"):
+        model_list(models, seeds="1 01")
+
+
 @pytest.mark.parametrize("models, extra, message", [
     ("broken", {}, "model spec 'broken' is not name:config:init[:teacher]"),
     ("A0:{asr}:- A0:{asr}:-", {}, "model name A0 is declared twice in --models ('A0:{asr}:-')"),

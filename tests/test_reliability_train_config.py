@@ -171,3 +171,40 @@ def test_stage9_stops_when_the_init_model_was_retrained(tmp_path):
     assert (exp / "AV1" / "valid.acc.ave.pth").read_bytes() == b"AV1 weights"
     r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", *models, "--train_fresh", "true")
     assert len(list(exp.glob("AV1.replaced_*"))) == 1 and "[run] train_AV1" in r.stdout
+
+
+def test_a_checkpoint_is_never_continued_with_another_seed(tmp_path, capsys):
+    """The seed is part of what a model is: recorded when training starts, compared when both
+    sides know it; a record older than the check is compared through ESPnet's config.yaml."""
+    exp, cfg = tmp_path / "exp" / "V0", _cfg(tmp_path / "c.yaml", CFG)
+    args = ["--exp", str(exp), "--config", str(cfg)]
+    assert ti.main(["--record", *args, "--seed", "0"]) == 0
+    (exp / "checkpoint.pth").write_bytes(b"weights")
+    assert json.loads((exp / "train_inputs.json").read_text())["seed"] == "0"
+    assert ti.main([*args, "--seed", "0"]) == 0 and ti.main(args) == 0  # same seed; no seed given
+    capsys.readouterr()
+    assert ti.main([*args, "--seed", "1"]) == ti.DIFFERENT
+    assert capsys.readouterr().out.splitlines() == ["seed: 0 -> 1"]
+    record = json.loads((exp / "train_inputs.json").read_text())
+    del record["seed"]
+    (exp / "train_inputs.json").write_text(json.dumps(record))
+    assert ti.main([*args, "--seed", "1"]) == 0  # an old record, no config.yaml: nothing to compare
+    (exp / "config.yaml").write_text(yaml.safe_dump({"seed": 0}), encoding="utf-8")
+    assert ti.main([*args, "--seed", "1"]) == ti.DIFFERENT and ti.main([*args, "--seed", "0"]) == 0
+    (exp / "train_inputs.json").unlink()  # an exp dir from before the record: config.yaml alone
+    capsys.readouterr()
+    assert ti.main([*args, "--seed", "1"]) == ti.DIFFERENT
+    assert capsys.readouterr().out.splitlines()[-1] == "seed: 0 -> 1"
+
+
+def test_stage9_refuses_to_continue_a_checkpoint_with_another_seed(tmp_path):
+    """Seed 1's V0_s1 holding a seed-0 checkpoint (say, copied by hand) is not resumed."""
+    cfg = _cfg(tmp_path / "train_avsr_x.yaml", CFG)
+    exp = tmp_path / "exp" / "AV0_s1"
+    assert ti.main(["--record", "--exp", str(exp), "--config", str(cfg), "--seed", "0"]) == 0
+    (exp / "checkpoint.pth").write_bytes(b"weights")
+    r = avsr(tmp_path, tmp_path, "--stage", "9", "--stop_stage", "9", "--models", f"AV0:{cfg}:-", "--seeds", "1")
+    assert r.returncode != 0 and "seed: 0 -> 1" in r.stderr
+    assert f"model AV0_s1: {exp} was trained with other settings (listed above)" in r.stderr
+    assert "[run] train_AV0_s1" not in r.stdout and (exp / "checkpoint.pth").read_bytes() == b"weights"
+    assert not (tmp_path / "exp" / "AV0").exists()  # seed 1 alone is named AV0_s1, never AV0

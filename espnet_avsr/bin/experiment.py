@@ -31,7 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("models", help="parse and check the model list")
     s.add_argument("--models", required=True, help="name:config:init[:teacher] entries, white-space separated")
-    s.add_argument("--seeds", default="", help="training seeds; seed k (not the first) adds models <name>_s<k>")
+    s.add_argument("--seeds", default="", help="training seeds; seed 0 keeps the plain names, seed k > 0 adds models <name>_s<k>")
     s.add_argument("--dropout_study_rates", default="", help="one AVd<rate> model per rate")
     s.add_argument("--dropout_study_config", default="", help="base config of the study models")
     s.add_argument("--dropout_study_init", default="A0", help="init model of the study models")

@@ -15,7 +15,9 @@ Changing only keys that a resume may change (max_epoch, num_workers ...) is allo
 The checkpoints a model starts from or learns from (--source: init models, teacher) are
 recorded by content, so an AV model is not kept as done over a retrained A0, V0 or teacher;
 a source is compared when both the record and the present have it (records from before this
-check have none, and a model stays valid when its init's folder is gone).
+check have none, and a model stays valid when its init's folder is gone). The training seed
+(--seed, what avsr.sh passes ESPnet) is recorded too: a checkpoint of seed 0 is never continued
+with seed 1; a record from before this check is compared through the seed of ESPnet's config.yaml.
 """
 import argparse
 import hashlib
@@ -38,6 +40,8 @@ CKPT_GLOBS = ("checkpoint.pth", "latest.pth", "*epoch.pth", "valid.*.pth", "trai
 DIFFERENT = 3
 #: Record keys of the source checkpoints: ``source.<model>`` -> "<file name> sha256:<first 16 hex>".
 SOURCE = "source."
+#: Record key of the training seed (compared where both sides know it, like a source).
+SEED = "seed"
 
 
 def flatten(d, prefix: str = "") -> Dict[str, str]:
@@ -93,13 +97,24 @@ def parse_sources(items: Sequence[str]) -> Dict[str, Path]:
 
 
 def current_inputs(config: Path, init: str, teacher: str, train_args: str,
-                   sources: Optional[Dict[str, Path]] = None) -> Dict[str, str]:
+                   sources: Optional[Dict[str, Path]] = None, seed: Optional[int] = None) -> Dict[str, str]:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     flat = {f"config.{k}": v for k, v in flatten(cfg).items()}
     flat.update({f"train_args.{k}": v for k, v in train_args_dict(train_args).items()})
     flat.update({"init": init, "teacher": teacher})
     flat.update({f"{SOURCE}{m}": checkpoint_identity(p) for m, p in (sources or {}).items()})
+    if seed is not None:
+        flat[SEED] = str(seed)
     return flat
+
+
+def saved_seed(exp: Path) -> Optional[str]:
+    """The seed in ESPnet's config.yaml of exp (written when a run starts), if it has one."""
+    try:
+        saved = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return str(saved["seed"]) if isinstance(saved, dict) and saved.get("seed") is not None else None
 
 
 def _resumable(key: str) -> bool:
@@ -108,8 +123,8 @@ def _resumable(key: str) -> bool:
 
 def differences(old: Dict[str, str], new: Dict[str, str], keys=None) -> List[str]:
     keys = sorted(set(old) | set(new)) if keys is None else sorted(keys)
-    # a source checkpoint counts where both sides know it (see the module docstring)
-    keys = [k for k in keys if not k.startswith(SOURCE) or (k in old and k in new)]
+    # a source checkpoint or the seed counts where both sides know it (see the module docstring)
+    keys = [k for k in keys if not (k.startswith(SOURCE) or k == SEED) or (k in old and k in new)]
     return [f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}"
             for k in keys if old.get(k) != new.get(k) and not _resumable(k)]
 
@@ -131,8 +146,12 @@ def legacy_differences(saved_config: Path, new: Dict[str, str]) -> List[str]:
     keys = {k for k in mine if k in saved}
     sections = {k.split(".", 1)[0] for k in mine if k.split(".", 1)[0].endswith("_conf") and "." in k}
     keys |= {k for k in saved if k.split(".", 1)[0] in sections and "." in k and k not in RECIPE_SET}
-    return [f"{k}: {saved.get(k, '(absent)')} -> {mine.get(k, '(absent)')}"
-            for k in sorted(keys) if saved.get(k) != mine.get(k) and not _resumable(k)]
+    out = [f"{k}: {saved.get(k, '(absent)')} -> {mine.get(k, '(absent)')}"
+           for k in sorted(keys) if saved.get(k) != mine.get(k) and not _resumable(k)]
+    seed = saved_seed(saved_config.parent)
+    if SEED in new and seed is not None and seed != new[SEED]:
+        out.append(f"{SEED}: {seed} -> {new[SEED]}")
+    return out
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -144,6 +163,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_args", default="")
     p.add_argument("--source", action="append", default=[], metavar="MODEL=CHECKPOINT",
                    help="a checkpoint the model starts from or learns from (init, teacher); repeatable")
+    p.add_argument("--seed", type=int, default=None, help="the training seed ESPnet gets (default: not compared)")
     p.add_argument("--record", action="store_true", help="write the record (training starts now)")
     return p
 
@@ -152,7 +172,7 @@ def _body(a: argparse.Namespace) -> int:
     if not a.config.is_file():
         print(f"{a.config}: training config not found", file=sys.stderr)
         return 1
-    new = current_inputs(a.config, a.init, a.teacher, a.train_args, parse_sources(a.source))
+    new = current_inputs(a.config, a.init, a.teacher, a.train_args, parse_sources(a.source), a.seed)
     if a.record:
         a.exp.mkdir(parents=True, exist_ok=True)
         (a.exp / RECORD).write_text(json.dumps(new, indent=1, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
@@ -161,7 +181,10 @@ def _body(a: argparse.Namespace) -> int:
     if not trained:
         return 0
     if (a.exp / RECORD).is_file():
-        diff = differences(json.loads((a.exp / RECORD).read_text(encoding="utf-8")), new)
+        old = json.loads((a.exp / RECORD).read_text(encoding="utf-8"))
+        if SEED not in old and saved_seed(a.exp) is not None:   # a record older than the seed check
+            old[SEED] = saved_seed(a.exp)
+        diff = differences(old, new)
     elif (a.exp / "config.yaml").is_file():
         diff = legacy_differences(a.exp / "config.yaml", new)
     else:

@@ -198,8 +198,10 @@ def dropout_study_tokens(rates: str, config: PathLike, init: str, conf_dir: Path
 
 
 def _with_seeds(specs: Sequence[ModelSpec], seeds: str) -> List[ModelSpec]:
-    """One copy of the list per seed, each chain (init, teacher) within its seed: seed k (not
-    the first) names the model, its inits and its teacher ``<name>_s<k>``."""
+    """One copy of the list per seed, each chain (init, teacher) within its seed. The name says
+    the seed: seed 0 keeps the plain name (ESPnet's default seed, what no --seeds trains), seed
+    k > 0 names the model, its inits and its teacher ``<name>_s<k>``. So ``--seeds 1`` alone
+    continues exp/V0_s1, never seed 0's exp/V0."""
     ks = seeds.split()
     if not ks:
         return list(specs)
@@ -207,7 +209,7 @@ def _with_seeds(specs: Sequence[ModelSpec], seeds: str) -> List[ModelSpec]:
         raise ModelListError(f"--seeds must be non-negative integers, got '{seeds}'")
     out = []
     for k in ks:
-        sfx = "" if k == ks[0] else f"_s{k}"
+        sfx = "" if int(k) == 0 else f"_s{int(k)}"
         for s in specs:
             out.append(ModelSpec(name=s.name + sfx, config=s.config, init=tuple(i + sfx for i in s.init),
                                  teacher=s.teacher + sfx if s.teacher else None, seed=int(k), base=s.name,

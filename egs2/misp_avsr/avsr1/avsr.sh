@@ -78,8 +78,8 @@ asr_tag=""             # name of the --asr_config model (default: the config's f
 dropout_study_rates=""
 dropout_study_config=conf/train_avsr.yaml   # base config of the study models
 dropout_study_init=A0  # init model of the study models (their dropped frames get --test_missing_fill)
-# Training seeds, e.g. "0 1": each model is trained once per seed; seed k (not the first) names
-# the model, its init chain and its teacher <name>_s<k>.
+# Training seeds, e.g. "0 1": each model is trained once per seed; seed 0 keeps the plain name,
+# seed k > 0 names the model, its init chain and its teacher <name>_s<k> (--seeds 1 alone: V0_s1).
 seeds=""               # training seeds, e.g. "0 1" (empty = ESPnet's default seed, one run)
 seed_jobs=1            # seeds trained side by side (each seed's chain in list order; on CPU they share the cores)
 train_args=""          # extra ESPnet training options for every model, e.g. "--max_epoch 5"
@@ -593,7 +593,8 @@ train_model() {   # train_model <name>
 }
 # source_args <name>: appends to the caller's array src "--source <model>=<checkpoint>" for each
 # model <name> starts from or learns from (init, both halves of "A0+V0", teacher) that has a
-# checkpoint, so train_inputs records them by content and a retrained A0, V0 or teacher is noticed.
+# checkpoint, so train_inputs records them by content and a retrained A0, V0 or teacher is noticed;
+# and "--seed <k>" when the model has a training seed.
 source_args() {
     local i; i="$(model_index "$1")"
     local m ckpt
@@ -601,6 +602,8 @@ source_args() {
         [ "${m}" = - ] && continue
         if ckpt="$(find_checkpoint "${m}")"; then src+=(--source "${m}=${ckpt}"); fi
     done
+    # the seed too: a checkpoint of one seed is never continued with another
+    [ -z "${model_seed[$1]:-}" ] || src+=(--seed "${model_seed[$1]}")
 }
 # check_train_inputs <name>: exp/<name> trained with other settings (config content, init, teacher,
 # the content of their checkpoints, --train_args) is never resumed nor skipped as done: stop
