@@ -130,14 +130,14 @@ def differences(old: Dict[str, str], new: Dict[str, str], keys=None) -> List[str
 
 
 def legacy_differences(saved_config: Path, new: Dict[str, str]) -> List[str]:
-    """Compare what we would pass with the config.yaml ESPnet saved (an exp dir from before the record).
+    """Compare what we would pass (seed included) with the config.yaml ESPnet saved (an exp dir from before the record).
 
     ESPnet saves every option with its default, so only keys of the new config and
     --train_args are compared, plus the whole of each `*_conf` section the new config
     sets (a key dropped from its model_conf is a change too), less the keys avsr.sh sets.
     """
     saved = flatten(yaml.safe_load(saved_config.read_text(encoding="utf-8")) or {})
-    mine = {}
+    mine = {SEED: new[SEED]} if SEED in new else {}   # ESPnet saves the seed at the top level
     for k, v in new.items():
         if k.startswith("config."):
             mine[k[len("config."):]] = v
@@ -146,12 +146,8 @@ def legacy_differences(saved_config: Path, new: Dict[str, str]) -> List[str]:
     keys = {k for k in mine if k in saved}
     sections = {k.split(".", 1)[0] for k in mine if k.split(".", 1)[0].endswith("_conf") and "." in k}
     keys |= {k for k in saved if k.split(".", 1)[0] in sections and "." in k and k not in RECIPE_SET}
-    out = [f"{k}: {saved.get(k, '(absent)')} -> {mine.get(k, '(absent)')}"
-           for k in sorted(keys) if saved.get(k) != mine.get(k) and not _resumable(k)]
-    seed = saved_seed(saved_config.parent)
-    if SEED in new and seed is not None and seed != new[SEED]:
-        out.append(f"{SEED}: {seed} -> {new[SEED]}")
-    return out
+    return [f"{k}: {saved.get(k, '(absent)')} -> {mine.get(k, '(absent)')}"
+            for k in sorted(keys) if saved.get(k) != mine.get(k) and not _resumable(k)]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -182,8 +178,9 @@ def _body(a: argparse.Namespace) -> int:
         return 0
     if (a.exp / RECORD).is_file():
         old = json.loads((a.exp / RECORD).read_text(encoding="utf-8"))
-        if SEED not in old and saved_seed(a.exp) is not None:   # a record older than the seed check
-            old[SEED] = saved_seed(a.exp)
+        seed = None if SEED in old else saved_seed(a.exp)   # a record older than the seed check
+        if seed is not None:
+            old[SEED] = seed
         diff = differences(old, new)
     elif (a.exp / "config.yaml").is_file():
         diff = legacy_differences(a.exp / "config.yaml", new)

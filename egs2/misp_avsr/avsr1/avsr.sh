@@ -524,9 +524,9 @@ train_model() {   # train_model <name>
     local stats="${expdir}/${task}_stats_${token_type}" out="${expdir}/${name}"
     [ -f "${config}" ] || die "config ${config} of model ${name} does not exist"
     mkdir -p "${out}"
-    local src=(); source_args "${name}"
+    local recorded=(); recorded_args "${name}"
     "${python}" -m espnet_avsr.bin.train_inputs --record --exp "${out}" --config "${config}" \
-        --init "${init}" --teacher "${teacher}" --train_args "${train_args}" "${src[@]}" \
+        --init "${init}" --teacher "${teacher}" --train_args "${train_args}" "${recorded[@]}" \
         || die "cannot record the training settings of model ${name} (see the error above)"
     local extra=()
     if [ "$(yaml_get "${config}" normalize)" = global_mvn ]; then
@@ -591,29 +591,29 @@ train_model() {   # train_model <name>
         || die "training ${name} failed, $(see_log "${out}/train.log")"
     model_checkpoint "${name}" > /dev/null
 }
-# source_args <name>: appends to the caller's array src "--source <model>=<checkpoint>" for each
-# model <name> starts from or learns from (init, both halves of "A0+V0", teacher) that has a
-# checkpoint, so train_inputs records them by content and a retrained A0, V0 or teacher is noticed;
-# and "--seed <k>" when the model has a training seed.
-source_args() {
+# recorded_args <name>: appends to the caller's array recorded what train_inputs records beside the
+# config: "--source <model>=<checkpoint>" for each model <name> starts from or learns from (init,
+# both halves of "A0+V0", teacher) that has a checkpoint, so a retrained A0, V0 or teacher is
+# noticed by content; and "--seed <k>" when the model has a training seed.
+recorded_args() {
     local i; i="$(model_index "$1")"
     local m ckpt
     for m in ${inits[$i]//+/ } ${teachers[$i]}; do
         [ "${m}" = - ] && continue
-        if ckpt="$(find_checkpoint "${m}")"; then src+=(--source "${m}=${ckpt}"); fi
+        if ckpt="$(find_checkpoint "${m}")"; then recorded+=(--source "${m}=${ckpt}"); fi
     done
     # the seed too: a checkpoint of one seed is never continued with another
-    [ -z "${model_seed[$1]:-}" ] || src+=(--seed "${model_seed[$1]}")
+    [ -z "${model_seed[$1]:-}" ] || recorded+=(--seed "${model_seed[$1]}")
 }
 # check_train_inputs <name>: exp/<name> trained with other settings (config content, init, teacher,
 # the content of their checkpoints, --train_args) is never resumed nor skipped as done: stop
 # naming them, or move it aside (--train_fresh).
 check_train_inputs() {
     local i; i="$(model_index "$1")"
-    local out="${expdir}/$1" rc=0 diff src=()
-    source_args "$1"
+    local out="${expdir}/$1" rc=0 diff recorded=()
+    recorded_args "$1"
     diff="$("${python}" -m espnet_avsr.bin.train_inputs --exp "${out}" --config "${configs[$i]}" \
-        --init "${inits[$i]}" --teacher "${teachers[$i]}" --train_args "${train_args}" "${src[@]}")" || rc=$?
+        --init "${inits[$i]}" --teacher "${teachers[$i]}" --train_args "${train_args}" "${recorded[@]}")" || rc=$?
     [ "${rc}" -eq 0 ] && return 0
     [ "${rc}" -eq 3 ] || die "cannot compare the training settings of model $1 (see the error above)"
     log_msg "model $1: ${out} was trained with other settings:"
