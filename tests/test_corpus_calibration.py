@@ -317,3 +317,27 @@ def test_overlapping_high_target_snrs_leave_every_utterance_audible(tmp_path):
                     assert np.abs(seg).max() > 100, (wav.name, e["start"], e["text"])
                     checked += 1
     assert checked >= 5
+
+
+@pytest.mark.slow
+def test_lip_difficulty_leaves_audio_and_text_byte_identical(tmp_path):
+    """The lip calibration (local/lip_calibration.sh) trains A0 once for every point: that holds
+    only if the lip options draw from their own random streams, so the audio, transcriptions and
+    alignments come out byte for byte the same while the far videos change."""
+    base = ["--hours", "0.01", "--seed", "3", "--nj", "1", "--max_speakers", "2"] + TINY
+    make_mini_misp(["--out", str(tmp_path / "easy")] + base)
+    make_mini_misp(["--out", str(tmp_path / "hard"), "--far_face_scale", "0.9", "--far_downscale", "3",
+                    "--far_blur", "1.5", "--far_noise", "6", "--far_jpeg_quality", "30", "--articulation",
+                    "0.4,1.0", "--head_motion", "2.0", "--light_flicker", "0.2", "--occlusion_rate", "0.3"] + base)
+
+    def files(root: Path, sub: str) -> dict:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / sub).rglob("*")) if p.is_file()}
+
+    for sub in ("audio", "transcription"):
+        easy, hard = files(tmp_path / "easy", sub), files(tmp_path / "hard", sub)
+        assert easy and easy.keys() == hard.keys(), sub
+        assert [k for k in easy if easy[k] != hard[k]] == [], sub
+    easy, hard = files(tmp_path / "easy", "video"), files(tmp_path / "hard", "video")
+    assert easy.keys() == hard.keys()
+    far = [k for k in easy if "/far/" in k]
+    assert far and all(easy[k] != hard[k] for k in far), far

@@ -175,6 +175,44 @@ def test_a_missing_video_setting_redecodes_the_av_model_only(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_lip_reader_decodes_with_complete_video_unless_asked_for_black_frames(tmp_path):
+    """A lip reader is decoded with complete video only; --vsr_missing_rates "0 1.0" with
+    --test_missing_fill black adds the same model with every frame black (its decoder's grammar
+    alone, the control of the lip calibration), into the fill's own decode directory."""
+    from espnet_avsr.tasks.avsr import AVSRTask
+
+    src = make_dump(tmp_path / "src")
+    (tmp_path / "dump" / "raw").mkdir(parents=True)
+    os.symlink(src, tmp_path / "dump" / "raw" / "eval_far")
+    v0 = dict(TINY, encoder="video_conformer",
+              encoder_conf=dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=1,
+                                cnn_module_kernel=7, dropout_rate=0.0, positional_dropout_rate=0.0))
+    _, pth = _save_model(AVSRTask, v0, tmp_path / "exp" / "V0", tmp_path / "src" / "tokens.txt")
+    pth.rename(pth.with_name("valid.acc.ave.pth"))
+    (tmp_path / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 2, "ctc_weight": 0.3, "nbest": 1}))
+
+    def run(*args):
+        cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "10", "--expdir", str(tmp_path / "exp"),
+               "--dumpdir", str(tmp_path / "dump"), "--models", f"V0:{tmp_path / 'exp' / 'V0' / 'train.yaml'}:-",
+               "--test_sets", "eval_far", "--test_missing_rates", "0 0.5", "--test_snrs", "", "--decode_nj", "1",
+               "--avsr_decode_config", str(tmp_path / "decode.yaml"), *args]
+        r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r.stdout
+
+    run()  # the AV models' test rates do not apply to a lip reader
+    plain = tmp_path / "exp" / "V0" / "decode_valid.acc.ave"
+    assert sorted(p.name for p in plain.glob("eval_far*")) == ["eval_far_miss0_random"]
+    run("--vsr_missing_rates", "0 1.0", "--test_missing_fill", "black")
+    black = tmp_path / "exp" / "V0" / "decode_fillblack_valid.acc.ave"
+    assert sorted(p.name for p in black.glob("eval_far*")) == ["eval_far_miss0_random", "eval_far_miss1.0_random"]
+    for name, rate in (("0", 0.0), ("1.0", 1.0)):
+        res = json.loads((black / f"eval_far_miss{name}_random" / "score_cer" / "result.json").read_text())
+        assert res["num_utts"] == 4
+        assert res["meta"]["missing_rate"] == rate and res["meta"]["missing_fill"] == "black"
+
+
+@pytest.mark.slow
 def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     """Stage 11 hands make_claims the dropout study's relative CER (AVd<rate> against A0's
     hypotheses) with complete video and with none, as the paper's figure shows it, and the

@@ -99,6 +99,7 @@ use_lm=false           # ESPnet name; this recipe trains no language model, true
 test_missing_rates="0 0.25 0.5 0.75 1.0"   # fractions of video frames dropped at test time
 test_missing_pattern=random   # pattern of the dropped frames (data.missing_video PATTERNS)
 test_missing_fill=""   # fill of the missing frames (default zeros)
+vsr_missing_rates="0"  # rates a lip reader is decoded at; 1.0 with --test_missing_fill black = its decoder's grammar alone (local/lip_gate.sh)
 test_missing_seed=0    # seed of the missing-frame simulation
 test_snrs="0 -5"       # babble noise SNRs of the noisy test sets (empty or none = none)
 noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (paper: complete video)
@@ -726,8 +727,9 @@ decode_dir_of() {   # decode_dir_of <model> <test> <rate|->
 decode_conditions_of() {   # decode_conditions_of <model>: "<test> <rate|->" per line
     local test rate
     for test in ${test_sets} $(noise_sets); do
-        if is_vsr_model "$1"; then   # a lip reader: complete video, clean sets only
-            is_noise_set "${test}" || echo "${test} 0"
+        if is_vsr_model "$1"; then   # a lip reader: clean sets only, complete video unless asked
+            is_noise_set "${test}" && continue
+            for rate in ${vsr_missing_rates}; do echo "${test} ${rate}"; done
         elif [ -n "${study_rate[$1]:-}" ] && is_noise_set "${test}"; then
             continue   # the dropout study is read on the clean sets only (no claim uses its babble)
         elif is_asr_model "$1"; then
