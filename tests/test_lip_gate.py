@@ -79,6 +79,24 @@ def test_lips_nearly_as_good_as_the_audio_fail_rule_1(tmp_path, ref, capsys):
     assert _run(tmp_path, ref, [(2, 3, 9), (2, 3, 9)], margin=10)["passes"]  # the margin is inclusive
 
 
+def test_without_a0_only_rule_2_is_judged(tmp_path, ref, capsys):
+    """Before A0 is trained the gate can already fail (a seed whose lips carry nothing), but it
+    cannot pass."""
+    path, refs = ref
+    lips = [_write(tmp_path / f"lips{s}", refs, e) for s, e in enumerate((4, 9))]
+    black = [_write(tmp_path / f"black{s}", refs, 9) for s in range(2)]
+    cmd = ["--ref", path, "--seeds", "0", "1", "--black", *black, "--num_boot", "500", "--log_level", "WARNING"]
+    r = lip_gate(cmd + ["--lips", *lips])
+    assert r["passes"] is False and r["rule1_v0_weak"] is None and r["failing_seeds_rule2"] == ["1"]
+    assert all(row["v0_minus_a0"] is None for row in r["rows"])
+    out = capsys.readouterr().out
+    assert "gate: fails: (1) not judged yet (no A0 decode); (2) the lips do not beat" in out
+    assert "| 0 | 40.00 | - | - | 90.00 | -50.00" in out
+    r = lip_gate(cmd + ["--lips", lips[0], lips[0]])
+    assert r["passes"] is None and r["rule2_lips_informative_every_seed"]
+    assert "gate: waits for A0: (1) not judged yet" in capsys.readouterr().out
+
+
 def test_an_incomplete_decode_or_a_missing_seed_is_refused_by_name(tmp_path, ref):
     path, refs = ref
     full = _write(tmp_path / "full", refs, 1)

@@ -17,7 +17,8 @@ A corpus is in MISP's regime on the video side when its lips are weak but inform
         --out exp/lip_gate.json
 
 Prints one markdown row per seed and the pooled row; exit status 0 whether or not the gate
-passes (the verdict is in the output), 1 on bad input.
+passes (the verdict is in the output), 1 on bad input. Without ``--audio`` (A0 not trained yet)
+only rule (2) is judged, so a lip reader that learned nothing is known before A0 is trained.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ref", required=True, help="reference text of the dev set")
     parser.add_argument("--seeds", required=True, nargs="+", help="seed labels, one per decode below")
-    parser.add_argument("--audio", required=True, nargs="+", help="A0's decode text, one per seed")
+    parser.add_argument("--audio", nargs="+", default=None,
+                        help="A0's decode text, one per seed (none: rule (2) only, rule (1) waits for A0)")
     parser.add_argument("--lips", required=True, nargs="+", help="V0's decode text with complete video, one per seed")
     parser.add_argument("--black", required=True, nargs="+", help="V0's decode text with every frame black, one per seed")
     parser.add_argument("--margin", type=float, default=15.0, help="rule (1): V0 at least this many CER points worse than A0")
@@ -65,23 +67,25 @@ def _pct(r: SessionBootstrap) -> Dict[str, float]:
     return {k: round(100 * getattr(r, k), 2) for k in ("cer_a", "cer_b", "delta", "ci_low", "ci_high")}
 
 
-def gate(audio: Sequence[CorpusScore], lips: Sequence[CorpusScore], black: Sequence[CorpusScore],
+def gate(audio: Optional[Sequence[CorpusScore]], lips: Sequence[CorpusScore], black: Sequence[CorpusScore],
          seeds: Sequence[str], margin: float, num_boot: int = 10000, seed: int = 0) -> dict:
-    """Rows per seed and pooled (CER in %), and the verdict of rules (1) and (2)."""
+    """Rows per seed and pooled (CER in %), and the verdict of rules (1) and (2); without
+    ``audio`` rule (1) is None (not judged) and so is the overall verdict unless (2) fails."""
     rows = []
     groups = [([i], str(s)) for i, s in enumerate(seeds)]
     if len(seeds) > 1:
         groups.append((list(range(len(seeds))), "pooled"))
     for idx, label in groups:
-        vs_audio = session_bootstrap([(audio[i], lips[i]) for i in idx], num_boot=num_boot, seed=seed)
+        vs_audio = (None if audio is None else
+                    _pct(session_bootstrap([(audio[i], lips[i]) for i in idx], num_boot=num_boot, seed=seed)))
         vs_black = session_bootstrap([(black[i], lips[i]) for i in idx], num_boot=num_boot, seed=seed)
-        rows.append({"seeds": label, "v0_minus_a0": _pct(vs_audio), "lips_minus_black": _pct(vs_black)})
+        rows.append({"seeds": label, "v0_minus_a0": vs_audio, "lips_minus_black": _pct(vs_black)})
     pooled = rows[-1]
-    rule1 = pooled["v0_minus_a0"]["delta"] >= margin
+    rule1 = None if audio is None else pooled["v0_minus_a0"]["delta"] >= margin
     per_seed = rows[:len(seeds)]
     rule2 = all(r["lips_minus_black"]["ci_high"] < 0 for r in per_seed)
     return {"margin": margin, "rows": rows, "rule1_v0_weak": rule1, "rule2_lips_informative_every_seed": rule2,
-            "passes": rule1 and rule2,
+            "passes": False if not rule2 or rule1 is False else (None if rule1 is None else True),
             "failing_seeds_rule2": [r["seeds"] for r in per_seed if r["lips_minus_black"]["ci_high"] >= 0]}
 
 
@@ -93,10 +97,13 @@ def format_table(result: dict) -> str:
              "|---|---|---|---|---|---|"]
     for r in result["rows"]:
         a, b = r["v0_minus_a0"], r["lips_minus_black"]
-        lines.append(f"| {r['seeds']} | {a['cer_b']:.2f} | {a['cer_a']:.2f} | {ci(a)} | {b['cer_a']:.2f} | {ci(b)} |")
-    verdict = "passes" if result["passes"] else "fails"
+        audio = "- | -" if a is None else f"{a['cer_a']:.2f} | {ci(a)}"
+        lines.append(f"| {r['seeds']} | {b['cer_b']:.2f} | {audio} | {b['cer_a']:.2f} | {ci(b)} |")
+    verdict = {True: "passes", False: "fails", None: "waits for A0"}[result["passes"]]
     why = []
-    if not result["rule1_v0_weak"]:
+    if result["rule1_v0_weak"] is None:
+        why.append("(1) not judged yet (no A0 decode)")
+    elif not result["rule1_v0_weak"]:
         why.append(f"(1) V0 is less than {result['margin']:g} points worse than A0")
     if not result["rule2_lips_informative_every_seed"]:
         why.append(f"(2) the lips do not beat black frames on seed(s) {', '.join(result['failing_seeds_rule2'])}")
@@ -109,10 +116,11 @@ def format_table(result: dict) -> str:
 def _body(args: argparse.Namespace) -> dict:
     n = len(args.seeds)
     for name in ("audio", "lips", "black"):
-        if len(getattr(args, name)) != n:
+        if getattr(args, name) is not None and len(getattr(args, name)) != n:
             raise ValueError(f"--{name} has {len(getattr(args, name))} files for {n} seeds: give one per seed")
     refs = read_text(args.ref)
-    result = gate(_scores(refs, args.audio), _scores(refs, args.lips), _scores(refs, args.black),
+    result = gate(None if args.audio is None else _scores(refs, args.audio), _scores(refs, args.lips),
+                  _scores(refs, args.black),
                   args.seeds, args.margin, args.num_boot, args.seed)
     result.update(ref=args.ref, audio=args.audio, lips=args.lips, black=args.black, num_boot=args.num_boot)
     print(format_table(result))

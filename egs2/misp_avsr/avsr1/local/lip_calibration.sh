@@ -12,7 +12,8 @@
 #       --light_flicker 0.2 --occlusion_rate 0.1
 #
 # Options: --tag T (required), --seeds "0 1", --margin 15, --valid_set dev_far,
-# --stop_after prep|v0|a0 (stop after that step; the gate needs all three). After "--": the
+# --stop_after prep|v0|a0 (stop after that step). V0 is decoded as soon as it is trained: a
+# seed whose lips beat no black frames fails the point there, before A0 is trained. After "--": the
 # make_mini_misp options of this point (they win over the calibrated corpus preset's).
 # The lip options leave the audio and text byte for byte as they are (their random draws are
 # separate; tests/test_corpus_calibration.py), so A0 is the same model at every point.
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --valid_set) valid_set="$2"; shift 2 ;;
         --stop_after) stop_after="$2"; shift 2 ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "$0: unknown option '$1' (--help)" >&2; exit 2 ;;
     esac
 done
@@ -52,30 +53,45 @@ banner() { echo "=== lip calibration ${tag}: $* === ($(date '+%F %T'))"; }
 banner "corpus, data, lip ROIs, dumps, stats"
 ./run.sh "${common[@]}" --stop_stage 7
 [ "${stop_after}" = prep ] && exit 0
+decode() {   # decode <models>: the dev decodes the gate reads (V0 with its lips and with black frames)
+    ./run.sh "${common[@]}" --models "$1" --stage 10 --stop_stage 10 --test_sets "${valid_set}" \
+        --noise_test_sets none --vsr_missing_rates "0 1.0" --test_missing_fill black
+}
+# gate <with A0: true|false>: the decode folders stage 10 names from the decode config, the fill
+# and the averaged checkpoint, handed to lip_gate; its table goes to exp_<tag>/lip_gate[_v0].md
+gate() {
+    local s sfx f audio=() lipsd=() black=() labels=() opts=() out="${exp}/lip_gate"
+    for s in ${seeds}; do
+        sfx=""; [ "${s}" = 0 ] || sfx="_s${s}"
+        audio+=("${exp}/A0${sfx}/decode_asr_valid.acc.ave/${valid_set}/text")
+        lipsd+=("${exp}/V0${sfx}/decode_avsr_fillblack_valid.acc.ave/${valid_set}_miss0_random/text")
+        black+=("${exp}/V0${sfx}/decode_avsr_fillblack_valid.acc.ave/${valid_set}_miss1.0_random/text")
+        labels+=("${s}")
+    done
+    if [ "$1" = true ]; then opts=(--audio "${audio[@]}"); else audio=(); out+=_v0; fi
+    for f in "${audio[@]}" "${lipsd[@]}" "${black[@]}"; do
+        [ -f "${f}" ] || { echo "$0: no decode ${f} (did training end with valid.acc.ave.pth?)" >&2; exit 1; }
+    done
+    python -m espnet_avsr.bin.lip_gate --ref "dump_${tag}/raw/${valid_set}/text" --seeds "${labels[@]}" \
+        "${opts[@]}" --lips "${lipsd[@]}" --black "${black[@]}" --margin "${margin}" \
+        --out "${out}.json" | tee "${out}.md"
+}
+. ./path.sh
+
 banner "lip reader V0, seeds ${seeds} (the unknown first)"
 ./run.sh "${common[@]}" --stage 9 --stop_stage 9
+banner "decode ${valid_set}: V0 with its lips and with every frame black; rule (2) of the gate"
+decode "V0:conf/paper/train_vsr.yaml:-"
+gate false
+if ! python -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["rule2_lips_informative_every_seed"] is not True)' \
+        "${exp}/lip_gate_v0.json"; then
+    banner "the lips carry nothing on some seed: the point fails without A0 (${exp}/lip_gate_v0.md)"
+    exit 0
+fi
 [ "${stop_after}" = v0 ] && exit 0
 banner "audio-only A0, seeds ${seeds}"
 ./run.sh "${common[@]}" --stage 8 --stop_stage 8
 [ "${stop_after}" = a0 ] && exit 0
-banner "decode ${valid_set}: A0, V0, V0 with every frame black"
-./run.sh "${common[@]}" --stage 10 --stop_stage 10 --test_sets "${valid_set}" --noise_test_sets none \
-    --vsr_missing_rates "0 1.0" --test_missing_fill black
-
-# The decode folders stage 10 names from the decode config, the fill and the averaged checkpoint.
-audio=(); lipsd=(); black=(); labels=()
-for s in ${seeds}; do
-    sfx=""; [ "${s}" = 0 ] || sfx="_s${s}"
-    audio+=("${exp}/A0${sfx}/decode_asr_valid.acc.ave/${valid_set}/text")
-    lipsd+=("${exp}/V0${sfx}/decode_avsr_fillblack_valid.acc.ave/${valid_set}_miss0_random/text")
-    black+=("${exp}/V0${sfx}/decode_avsr_fillblack_valid.acc.ave/${valid_set}_miss1.0_random/text")
-    labels+=("${s}")
-done
-for f in "${audio[@]}" "${lipsd[@]}" "${black[@]}"; do
-    [ -f "${f}" ] || { echo "$0: no decode ${f} (did training end with valid.acc.ave.pth?)" >&2; exit 1; }
-done
-banner "gate"
-. ./path.sh
-python -m espnet_avsr.bin.lip_gate --ref "dump_${tag}/raw/${valid_set}/text" --seeds "${labels[@]}" \
-    --audio "${audio[@]}" --lips "${lipsd[@]}" --black "${black[@]}" --margin "${margin}" \
-    --out "${exp}/lip_gate.json" | tee "${exp}/lip_gate.md"
+banner "decode ${valid_set}: A0; the gate"
+decode "A0:conf/train_asr.yaml:- V0:conf/paper/train_vsr.yaml:-"
+gate true
