@@ -27,6 +27,8 @@ PAPER = {
                            "model_conf.kd_teacher_audio": "student"},
     "train_adapter.yaml": {**MERGE, "model_conf.adapter_conf.targets": "qkv"},
 }
+# paper preset configs that carry no figure reading, only a choice made on dev_far
+DEV_CHOICES = {"train_vsr.yaml": {"max_epoch": 30}}  # RESULTS.md 2026-12-02: V0 at 30 epochs
 
 
 def flat(node: Any, prefix: str = "") -> Dict[str, Any]:
@@ -44,7 +46,7 @@ def load(rel: str) -> Dict[str, Any]:
 
 
 def test_paper_configs_carry_the_decided_figure_readings_marked():
-    assert sorted(p.name for p in (CONF / "paper").glob("*.yaml")) == sorted(PAPER)
+    assert sorted(p.name for p in (CONF / "paper").glob("*.yaml")) == sorted({**PAPER, **DEV_CHOICES})
     for name, changes in PAPER.items():
         cfg = flat(load(f"paper/{name}"))
         assert {k: cfg.get(k, "<absent>") for k in changes} == changes, name
@@ -58,6 +60,16 @@ def test_paper_adapter_is_the_demo_adapter_with_the_figure_readings_only():
     paper, base = flat(load("paper/train_adapter.yaml")), flat(load("train_adapter.yaml"))
     differing = {k for k in set(paper) | set(base) if paper.get(k, "<absent>") != base.get(k, "<absent>")}
     assert differing == set(PAPER["train_adapter.yaml"])
+
+
+def test_paper_dev_choices_differ_from_their_base_config_in_those_options_only():
+    """conf/paper/train_vsr.yaml is conf/train_vsr.yaml trained to the epoch count dev chose."""
+    for name, changes in DEV_CHOICES.items():
+        paper, base = flat(load(f"paper/{name}")), flat(load(name))
+        differing = {k: paper.get(k, "<absent>") for k in set(paper) | set(base)
+                     if paper.get(k, "<absent>") != base.get(k, "<absent>")}
+        assert differing == changes, name
+        assert "# FIGURE:" not in (CONF / "paper" / name).read_text(encoding="utf-8")
 
 
 def build(rel: str, tokens: Path) -> torch.nn.Module:
