@@ -112,6 +112,7 @@ def test_an_incomplete_decode_or_a_missing_seed_is_refused_by_name(tmp_path, ref
     (["--tag", "l/6"], "--tag takes letters and digits"),
     (["--tag", "l6", "--stop_after", "decode"], "--stop_after takes prep, v0 or a0"),
     (["--tag", "l6", "--frobnicate", "1"], "unknown option '--frobnicate'"),
+    (["--tag", "l7", "--a0_from", "/nonexistent/exp_l6"], "--a0_from /nonexistent/exp_l6: no /nonexistent/exp_l6/A0"),
 ])
 def test_the_calibration_script_refuses_bad_options_before_it_runs_anything(args, message):
     import subprocess

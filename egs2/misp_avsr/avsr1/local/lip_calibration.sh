@@ -12,7 +12,8 @@
 #       --light_flicker 0.2 --occlusion_rate 0.1
 #
 # Options: --tag T (required), --seeds "0 1", --margin 15, --valid_set dev_far,
-# --stop_after prep|v0|a0 (stop after that step). V0 is decoded as soon as it is trained: a
+# --stop_after prep|v0|a0 (stop after that step), --a0_from EXP (use the A0 and A0_s<k> dev
+# decodes of another point's exp_<tag> instead of training A0 again: its audio is this point's). V0 is decoded as soon as it is trained: a
 # seed whose lips beat no black frames fails the point there, before A0 is trained. After "--": the
 # make_mini_misp options of this point (they win over the calibrated corpus preset's).
 # The lip options leave the audio and text byte for byte as they are (their random draws are
@@ -20,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-tag=""; seeds="0 1"; margin=15; valid_set=dev_far; stop_after=""
+tag=""; seeds="0 1"; margin=15; valid_set=dev_far; stop_after=""; a0_from=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --tag) tag="$2"; shift 2 ;;
@@ -28,8 +29,9 @@ while [ $# -gt 0 ]; do
         --margin) margin="$2"; shift 2 ;;
         --valid_set) valid_set="$2"; shift 2 ;;
         --stop_after) stop_after="$2"; shift 2 ;;
+        --a0_from) a0_from="$2"; shift 2 ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "$0: unknown option '$1' (--help)" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +39,10 @@ done
 case "${stop_after}" in ""|prep|v0|a0) ;; *) echo "$0: --stop_after takes prep, v0 or a0, got '${stop_after}'" >&2; exit 2 ;; esac
 lips="$*"
 exp="exp_${tag}"
+if [ -n "${a0_from}" ]; then
+    [ -d "${a0_from}/A0" ] || { echo "$0: --a0_from ${a0_from}: no ${a0_from}/A0 (give another point's exp_<tag>)" >&2; exit 2; }
+    [ "${a0_from%/}" != "${exp}" ] || { echo "$0: --a0_from is this point's own ${exp}" >&2; exit 2; }
+fi
 # A point is one set of lip options: the same tag with other options would mix two corpora.
 if [ -f "${exp}/lip_options" ] && [ "$(cat "${exp}/lip_options")" != "${lips}" ]; then
     echo "$0: ${exp} was made with lip options '$(cat "${exp}/lip_options")', not '${lips}': use another --tag" >&2
@@ -63,7 +69,7 @@ gate() {
     local s sfx f audio=() lipsd=() black=() labels=() opts=() out="${exp}/lip_gate"
     for s in ${seeds}; do
         sfx=""; [ "${s}" = 0 ] || sfx="_s${s}"
-        audio+=("${exp}/A0${sfx}/decode_asr_valid.acc.ave/${valid_set}/text")
+        audio+=("${a0_from:-${exp}}/A0${sfx}/decode_asr_valid.acc.ave/${valid_set}/text")
         lipsd+=("${exp}/V0${sfx}/decode_avsr_fillblack_valid.acc.ave/${valid_set}_miss0_random/text")
         black+=("${exp}/V0${sfx}/decode_avsr_fillblack_valid.acc.ave/${valid_set}_miss1.0_random/text")
         labels+=("${s}")
@@ -89,9 +95,13 @@ if ! python -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["rule2_l
     exit 0
 fi
 [ "${stop_after}" = v0 ] && exit 0
-banner "audio-only A0, seeds ${seeds}"
-./run.sh "${common[@]}" --stage 8 --stop_stage 8
-[ "${stop_after}" = a0 ] && exit 0
-banner "decode ${valid_set}: A0; the gate"
-decode "A0:conf/train_asr.yaml:- V0:conf/paper/train_vsr.yaml:-"
+if [ -z "${a0_from}" ]; then
+    banner "audio-only A0, seeds ${seeds}"
+    ./run.sh "${common[@]}" --stage 8 --stop_stage 8
+    [ "${stop_after}" = a0 ] && exit 0
+    banner "decode ${valid_set}: A0; the gate"
+    decode "A0:conf/train_asr.yaml:- V0:conf/paper/train_vsr.yaml:-"
+else
+    banner "the gate, with the A0 decodes of ${a0_from}"
+fi
 gate true
