@@ -322,8 +322,8 @@ def test_overlapping_high_target_snrs_leave_every_utterance_audible(tmp_path):
 @pytest.mark.slow
 def test_lip_difficulty_leaves_audio_and_text_byte_identical(tmp_path):
     """The lip calibration (local/lip_calibration.sh) trains A0 once for every point: that holds
-    only if the lip options draw from their own random streams, so the audio, transcriptions and
-    alignments come out byte for byte the same while the far videos change."""
+    only if the lip options draw from their own random streams, so the audio and transcriptions
+    come out byte for byte the same while the far videos change."""
     base = ["--hours", "0.01", "--seed", "3", "--nj", "1", "--max_speakers", "2"] + TINY
     make_mini_misp(["--out", str(tmp_path / "easy")] + base)
     make_mini_misp(["--out", str(tmp_path / "hard"), "--far_face_scale", "0.9", "--far_downscale", "3",

@@ -119,3 +119,10 @@ def test_the_calibration_script_refuses_bad_options_before_it_runs_anything(args
     script = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1" / "local" / "lip_calibration.sh"
     r = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_the_calibration_script_prints_its_usage_from_any_directory(tmp_path):
+    import subprocess
+    script = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1" / "local" / "lip_calibration.sh"
+    r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0 and "--a0_from EXP" in r.stdout and "set -euo" not in r.stdout, r.stderr

@@ -47,6 +47,18 @@ def _run(tmp, *args, stop=11):
     return r.stdout
 
 
+def _decode(tmp: Path, models: str, *args) -> str:
+    """Stage 10 alone over tmp/exp and tmp/dump: eval_far, no babble, one job, tmp/decode.yaml
+    for every model."""
+    cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "10", "--expdir", str(tmp / "exp"),
+           "--dumpdir", str(tmp / "dump"), "--models", models, "--test_sets", "eval_far", "--test_snrs", "",
+           "--decode_nj", "1", "--asr_decode_config", str(tmp / "decode.yaml"),
+           "--avsr_decode_config", str(tmp / "decode.yaml"), *args]
+    r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
 def _view(tmp) -> dict:
     """The decode dirs the report sees (beside them the model's meta.json, checked here)."""
     view = tmp / "exp" / ".report_view" / "AV0"
@@ -154,14 +166,7 @@ def test_a_missing_video_setting_redecodes_the_av_model_only(tmp_path):
     models = f"A0:{tmp_path / 'exp' / 'A0' / 'train.yaml'}:-\nAV0:{tmp_path / 'exp' / 'AV0' / 'train.yaml'}:-"
 
     def run(*args):
-        cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "10", "--expdir", str(tmp_path / "exp"),
-               "--dumpdir", str(tmp_path / "dump"), "--models", models, "--test_sets", "eval_far",
-               "--test_missing_rates", "1.0", "--test_snrs", "", "--decode_nj", "1",
-               "--asr_decode_config", str(tmp_path / "decode.yaml"),
-               "--avsr_decode_config", str(tmp_path / "decode.yaml"), *args]
-        r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        return r.stdout
+        return _decode(tmp_path, models, "--test_missing_rates", "1.0", *args)
 
     run()
     a0 = tmp_path / "exp" / "A0" / "decode_valid.acc.ave" / "eval_far" / "text"
@@ -192,13 +197,7 @@ def test_a_lip_reader_decodes_with_complete_video_unless_asked_for_black_frames(
     (tmp_path / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 2, "ctc_weight": 0.3, "nbest": 1}))
 
     def run(*args):
-        cmd = ["./avsr.sh", "--stage", "10", "--stop_stage", "10", "--expdir", str(tmp_path / "exp"),
-               "--dumpdir", str(tmp_path / "dump"), "--models", f"V0:{tmp_path / 'exp' / 'V0' / 'train.yaml'}:-",
-               "--test_sets", "eval_far", "--test_missing_rates", "0 0.5", "--test_snrs", "", "--decode_nj", "1",
-               "--avsr_decode_config", str(tmp_path / "decode.yaml"), *args]
-        r = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        return r.stdout
+        return _decode(tmp_path, f"V0:{tmp_path / 'exp' / 'V0' / 'train.yaml'}:-", "--test_missing_rates", "0 0.5", *args)
 
     run()  # the AV models' test rates do not apply to a lip reader
     plain = tmp_path / "exp" / "V0" / "decode_valid.acc.ave"

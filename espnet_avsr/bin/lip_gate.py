@@ -82,11 +82,10 @@ def gate(audio: Optional[Sequence[CorpusScore]], lips: Sequence[CorpusScore], bl
         rows.append({"seeds": label, "v0_minus_a0": vs_audio, "lips_minus_black": _pct(vs_black)})
     pooled = rows[-1]
     rule1 = None if audio is None else pooled["v0_minus_a0"]["delta"] >= margin
-    per_seed = rows[:len(seeds)]
-    rule2 = all(r["lips_minus_black"]["ci_high"] < 0 for r in per_seed)
+    failing = [r["seeds"] for r in rows[:len(seeds)] if r["lips_minus_black"]["ci_high"] >= 0]
+    rule2 = not failing
     return {"margin": margin, "rows": rows, "rule1_v0_weak": rule1, "rule2_lips_informative_every_seed": rule2,
-            "passes": False if not rule2 or rule1 is False else (None if rule1 is None else True),
-            "failing_seeds_rule2": [r["seeds"] for r in per_seed if r["lips_minus_black"]["ci_high"] >= 0]}
+            "passes": rule1 if rule2 else False, "failing_seeds_rule2": failing}
 
 
 def format_table(result: dict) -> str:
@@ -119,9 +118,9 @@ def _body(args: argparse.Namespace) -> dict:
         if getattr(args, name) is not None and len(getattr(args, name)) != n:
             raise ValueError(f"--{name} has {len(getattr(args, name))} files for {n} seeds: give one per seed")
     refs = read_text(args.ref)
-    result = gate(None if args.audio is None else _scores(refs, args.audio), _scores(refs, args.lips),
-                  _scores(refs, args.black),
-                  args.seeds, args.margin, args.num_boot, args.seed)
+    audio = None if args.audio is None else _scores(refs, args.audio)
+    result = gate(audio, _scores(refs, args.lips), _scores(refs, args.black), args.seeds, args.margin,
+                  args.num_boot, args.seed)
     result.update(ref=args.ref, audio=args.audio, lips=args.lips, black=args.black, num_boot=args.num_boot)
     print(format_table(result))
     if args.out:

@@ -99,7 +99,7 @@ use_lm=false           # ESPnet name; this recipe trains no language model, true
 test_missing_rates="0 0.25 0.5 0.75 1.0"   # fractions of video frames dropped at test time
 test_missing_pattern=random   # pattern of the dropped frames (data.missing_video PATTERNS)
 test_missing_fill=""   # fill of the missing frames (default zeros)
-vsr_missing_rates="0"  # rates a lip reader is decoded at; 1.0 with --test_missing_fill black = its decoder's grammar alone (local/lip_gate.sh)
+vsr_missing_rates="0"  # rates a lip reader is decoded at; 1.0 with --test_missing_fill black = its decoder's grammar alone (local/lip_calibration.sh)
 test_missing_seed=0    # seed of the missing-frame simulation
 test_snrs="0 -5"       # babble noise SNRs of the noisy test sets (empty or none = none)
 noise_missing_rates="0"    # missing rates decoded on the babble-noise sets (paper: complete video)

@@ -12,14 +12,16 @@
 #       --light_flicker 0.2 --occlusion_rate 0.1
 #
 # Options: --tag T (required), --seeds "0 1", --margin 15, --valid_set dev_far,
-# --stop_after prep|v0|a0 (stop after that step), --a0_from EXP (use the A0 and A0_s<k> dev
-# decodes of another point's exp_<tag> instead of training A0 again: its audio is this point's). V0 is decoded as soon as it is trained: a
-# seed whose lips beat no black frames fails the point there, before A0 is trained. After "--": the
-# make_mini_misp options of this point (they win over the calibrated corpus preset's).
+# --stop_after prep|v0|a0 (stop after that step), --a0_from EXP (the A0 and A0_s<k> dev decodes
+# of another point's exp_<tag> instead of training A0 again: its audio is this point's).
+# V0 is decoded as soon as it is trained: a seed whose lips beat no black frames fails the point
+# there, before A0 is trained. After "--": the make_mini_misp options of this point (they win
+# over the calibrated corpus preset's).
 # The lip options leave the audio and text byte for byte as they are (their random draws are
 # separate; tests/test_corpus_calibration.py), so A0 is the same model at every point.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+cd "$(dirname "${self}")/.."
 
 tag=""; seeds="0 1"; margin=15; valid_set=dev_far; stop_after=""; a0_from=""
 while [ $# -gt 0 ]; do
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
         --stop_after) stop_after="$2"; shift 2 ;;
         --a0_from) a0_from="$2"; shift 2 ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "${self}"; exit 0 ;;
         *) echo "$0: unknown option '$1' (--help)" >&2; exit 2 ;;
     esac
 done
