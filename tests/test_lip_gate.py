@@ -4,12 +4,14 @@ every seed, a clear verdict and clear errors."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from espnet_avsr.bin.lip_gate import main as lip_gate
 
+SCRIPT = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1" / "local" / "lip_calibration.sh"
 CHARS = "我们今天晚上一起看电视好吗你说什么东西"
 UTTS = [f"S{s:03d}_R01_S{s:03d}{s + 1:03d}_C01_I0_{i:06d}-{i + 50:06d}" for s in range(1, 9) for i in (0, 100, 200)]
 
@@ -115,14 +117,10 @@ def test_an_incomplete_decode_or_a_missing_seed_is_refused_by_name(tmp_path, ref
     (["--tag", "l7", "--a0_from", "/nonexistent/exp_l6"], "--a0_from /nonexistent/exp_l6: no /nonexistent/exp_l6/A0"),
 ])
 def test_the_calibration_script_refuses_bad_options_before_it_runs_anything(args, message):
-    import subprocess
-    script = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1" / "local" / "lip_calibration.sh"
-    r = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
 def test_the_calibration_script_prints_its_usage_from_any_directory(tmp_path):
-    import subprocess
-    script = Path(__file__).resolve().parents[1] / "egs2" / "misp_avsr" / "avsr1" / "local" / "lip_calibration.sh"
-    r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    r = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0 and "--a0_from EXP" in r.stdout and "set -euo" not in r.stdout, r.stderr
