@@ -22,7 +22,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet_avsr.bin.make_claims import load_scores
+from espnet_avsr.bin.make_claims import add_claim_options, load_scores
 from espnet_avsr.common.cli import main_exit, run_cli
 from espnet_avsr.common.fileio import atomic_write_json
 from espnet_avsr.eval.orderings import mean_cers, ordering_flips, verdict_changes
@@ -34,9 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--a", required=True, help="decodes.tsv of the reference decode (beam search)")
     p.add_argument("--b", required=True, help="decodes.tsv of the cheaper decode (CTC greedy)")
     p.add_argument("--labels", nargs=2, default=["beam", "ctc_greedy"], metavar=("A", "B"))
-    p.add_argument("--babble_snrs", default="", help="babble SNRs decoded, e.g. '5 0 -5'")
-    p.add_argument("--num_boot", type=int, default=10000)
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (the same for both decodes)")
+    add_claim_options(p)  # --babble_snrs, --num_boot, --seed (the same bootstrap for both decodes)
     p.add_argument("--out_json", required=True)
     p.add_argument("--out_md", default=None)
     return p

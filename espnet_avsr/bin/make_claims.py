@@ -82,15 +82,20 @@ def _similarity(value: str) -> Union[float, PooledSample]:
         return read_pooled(value)
 
 
+def add_claim_options(p: argparse.ArgumentParser) -> None:
+    """What the claims are judged with besides the decodes (compare_decode_modes judges them too)."""
+    p.add_argument("--babble_snrs", default="", help="babble SNRs decoded, e.g. '5 0 -5'")
+    p.add_argument("--num_boot", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--decodes", required=True)
     p.add_argument("--relative", default=None)
     p.add_argument("--similarity", default=None)
-    p.add_argument("--babble_snrs", default="", help="babble SNRs decoded, e.g. '5 0 -5'")
-    p.add_argument("--num_boot", type=int, default=10000)
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_claim_options(p)
     p.add_argument("--out_json", required=True)
     p.add_argument("--out_md", required=True)
     return p
