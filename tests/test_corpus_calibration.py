@@ -157,6 +157,18 @@ def test_calibrated_preset_is_calibration_point_4():
     assert preset == spelled and preset.options.target_snr_db == (0.0, 15.0)
 
 
+def test_calibrated_lips_preset_is_calibration_point_7():
+    """Point 7 of the lip calibration (local/lip_calibration.sh --tag l7) is calibrated with these
+    lip options spelled out; the preset must give the same corpus config."""
+    point7 = ("--far_face_scale 0.9 --far_downscale 2 --far_blur 1.5 --far_noise 6 --far_jpeg_quality 30 "
+              "--articulation 0.3,0.9 --head_motion 2.0 --light_flicker 0.2 --occlusion_rate 0.25").split()
+    spelled = build_config(get_parser().parse_args(["--out", "x", "--hours", "2.4", "--preset", "calibrated", *point7]))
+    preset = build_config(get_parser().parse_args(["--out", "x", "--hours", "2.4", "--preset", "calibrated_lips"]))
+    assert preset == spelled and preset.options.occlusion_rate == 0.25
+    calibrated = build_config(get_parser().parse_args(["--out", "x", "--hours", "2.4", "--preset", "calibrated"]))
+    assert preset != calibrated and preset.split_shares == calibrated.split_shares
+
+
 def test_closed30_preset_is_the_demo_corpus_it_replaced():
     """run.sh's demo spelled these options out until they became a preset: same corpus config."""
     old = ("--far_size 640x360 --middle_size 320x180 --session_seconds 45 --speakers_per_hour 30 --sentence_pool 30 "

@@ -94,7 +94,7 @@ case "${preset}" in
         "}"
         ;;
     paper)
-        # MISP's regime on 2 CPU cores (issue 15; RESULTS.md, top section): the calibrated corpus
+        # MISP's regime on 2 CPU cores (issue 15; RESULTS.md, top section): the calibrated corpus with point 7's lips
         # (far audio the strong modality, small blurred far mouths that help a little), the
         # paper's model list and the dropout study, two seeds, dev + eval decodes, babble from
         # held-out talkers at 5/0/-5 dB, and the claims table with session-level intervals.
@@ -104,7 +104,7 @@ case "${preset}" in
         # (merge, black frames, KD taps and teacher audio: lines marked FIGURE in conf/paper/),
         # so missing frames are decoded black too.
         : "${nj:=2}" "${ngpu:=0}" "${hours:=2.4}" "${frontend:=ds}"
-        corpus_preset=calibrated
+        corpus_preset=calibrated_lips
         : "${test_snrs:=5 0 -5}"
         dropout_study=true
         # the two seeds train side by side, one thread each: on 2 cores that is 1.4-1.7x the
@@ -113,7 +113,7 @@ case "${preset}" in
                      --dropout_study_config conf/paper/train_avsr.yaml --dropout_study_init A0+V0)
         : "${models:="
             A0:conf/train_asr.yaml:-
-            V0:conf/train_vsr.yaml:-
+            V0:conf/paper/train_vsr.yaml:-
             AV0:conf/paper/train_avsr.yaml:A0+V0
             AV1:conf/paper/train_avsr_drop_all.yaml:A0+V0
             AV2:conf/paper/train_avsr_drop_p05.yaml:A0+V0
