@@ -110,3 +110,25 @@ def test_a_failing_chain_fails_the_stage(tmp_path, fake_python):
     assert sorted(runs) == ["A0"]  # seed 0 finished its A0; stage 9 never started
     bad = _train(tmp_path, fake_python, "--seed_jobs", "0", ok=False)[0]
     assert "--seed_jobs takes a positive integer" in bad.stderr
+
+
+def test_a_model_with_a_trained_twin_links_to_it(tmp_path, fake_python):
+    # the study's AVd0.5 has AV1's training inputs (config content, init, seed): not trained twice
+    models = "A0:conf/train_asr.yaml:- AV1:conf/paper/train_avsr_drop_all.yaml:-"
+    study = ["--dropout_study_config", "conf/paper/train_avsr.yaml", "--dropout_study_init", "-",
+             "--dropout_study_rates", "0.5 0.7", "--test_missing_fill", "black", "--seed_jobs", "2"]
+    exp = tmp_path / "exp"
+    r, runs = _train(tmp_path, fake_python, "--models", models, *study)
+    assert sorted(runs) == ["A0", "A0_s1", "AV1", "AV1_s1", "AVd0.5", "AVd0.5_s1", "AVd0.7", "AVd0.7_s1"]
+    for sfx, seed in (("", 0), ("_s1", 1)):
+        twin, other = exp / ("AVd0.5" + sfx), exp / ("AVd0.7" + sfx)
+        assert f"model AVd0.5{sfx}: trained already as AV1{sfx}" in r.stdout + r.stderr
+        assert (twin / "latest.pth").stat().st_ino == (exp / ("AV1" + sfx) / "latest.pth").stat().st_ino
+        assert runs["AVd0.5" + sfx] == runs["AV1" + sfx] and runs["AV1" + sfx]["seed"] == seed
+        assert f"is AV1{sfx}" in (twin / "TWIN.txt").read_text()
+        meta = json.loads((twin / "meta.json").read_text())  # its own record, not AV1's
+        assert (meta["model"], meta["study"], meta["train_dropout"]) == ("AVd0.5" + sfx, "dropout", 0.5)
+        assert not (other / "TWIN.txt").exists()  # rate 0.7 differs from AV1: trained
+        assert (other / "latest.pth").stat().st_ino != (exp / ("AV1" + sfx) / "latest.pth").stat().st_ino
+    again, _ = _train(tmp_path, fake_python, "--models", models, *study)
+    assert again.stdout.count("[skip] train_") == 8 and "trained already" not in again.stdout + again.stderr
