@@ -522,7 +522,7 @@ fi
 # seed, --train_args: what train_inputs compares) equal those of a model of the list already
 # trained is not trained again; its folder gets hard links to the twin's files (its own
 # meta.json stays) and TWIN.txt names the twin. In the paper preset the study's AVd0.5 is AV1
-# (same config content, A0+V0 start, seed): ~17 min of each seed's chain on 2 cores.
+# (same config content, A0+V0 start, seed): ~28 min of wall time with both seeds on 2 cores.
 reuse_twin() {
     local i; i="$(model_index "$1")"
     local name="$1" out="${expdir}/$1" j twin f recorded=()
