@@ -192,13 +192,13 @@ def test_dropout_study_tables_and_plots(report):
     d = rep.tables["dropout/eval_far/random/zeros"]
     assert [r[0] for r in d.rows] == ["audio only", "0", "0.1", "0.3", "0.5", "0.7"]
     assert d.rows[0][1] == "A0" and d.rows[1][1] == "AV0"
-    rel = rep.tables["relative_cer"]
+    rel = rep.tables["relative_cer/eval_far"]
     assert rel.header[-2:] == ["test missing 0", "test missing 1.0"]
     assert {r[0]: r[-1] for r in rel.rows}["AVd0.7"] == "10.95"
     assert rel.rows[-1][:2] == ["AV6", "-"] and rel.rows[-1][-1] == "20.00"  # not filed under dropout 0
     assert len(rep.tables["similarity"].rows) == 4
     for name in ("cer_vs_missing_eval_far_random_zeros", "cer_vs_snr", "dropout_cer_vs_missing_eval_far_random_zeros",
-                 "relative_cer_vs_dropout", "similarity_vs_dropout"):
+                 "relative_cer_vs_dropout_eval_far", "similarity_vs_dropout"):
         path = rep.plots[name]
         assert path.is_file() and path.stat().st_size > 1000
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -219,10 +219,36 @@ def test_relative_cer_bars_average_the_seeds_of_a_rate(tmp_path):
         _relative(exp, f"{m}/relative_miss1.0", v, m, 1.0)
     rep = make_report(exp, exp / "RESULTS.md", exp / "plots")
     from espnet_avsr.eval.report import ReportBuilder
-    bars, seeds = ReportBuilder(exp).relative_bars()
+    bars, seeds = ReportBuilder(exp).relative_bars("eval_far")
     assert seeds == 2 and bars["test missing 1.0"]["0.1"] == pytest.approx(36.2)
     assert bars["test missing 1.0"]["AV1"] == pytest.approx(30.0)
-    assert rep.plots["relative_cer_vs_dropout"].is_file()
+    assert rep.plots["relative_cer_vs_dropout_eval_far"].is_file()
+
+
+def test_relative_cer_of_dev_and_eval_stay_apart(tmp_path):
+    """With dev and eval decoded, each set has its own relative-CER table and figure (they were
+    one table where the last record read won, and one figure averaging dev and eval as seeds)."""
+    exp = tmp_path / "exp"
+    _model(exp, "A0", kind="asr")
+    for m, seed in (("AVd0.1", 0), ("AVd0.1_s1", 1)):
+        _model(exp, m, study="dropout", train_dropout=0.1, train_dropout_prob=1.0, init="A0", seed=seed, base="AVd0.1")
+    for ts, (v0, v1) in (("dev_far", (10.0, 20.0)), ("eval_far", (40.0, 50.0))):
+        for m, v in (("AVd0.1", v0), ("AVd0.1_s1", v1)):
+            rd = exp / m / f"relative_{ts}"
+            rd.mkdir(parents=True)
+            meta = {"model": m, "ref_model": "A0", **_facts(test_set=ts, rate=1.0)}
+            (rd / "relative_cer.json").write_text(json.dumps({"relative_cer": v / 100, "meta": meta}))
+    rep = make_report(exp, exp / "RESULTS.md", exp / "plots")
+    from espnet_avsr.eval.report import ReportBuilder
+    b = ReportBuilder(exp)
+    assert b.relative_test_sets() == ["dev_far", "eval_far"]
+    for ts, mean in (("dev_far", 15.0), ("eval_far", 45.0)):
+        bars, seeds = b.relative_bars(ts)
+        assert seeds == 2 and bars["test missing 1.0"]["0.1"] == pytest.approx(mean)
+        rows = {r[0]: r[-1] for r in rep.tables[f"relative_cer/{ts}"].rows}
+        assert rows["AVd0.1"] == {"dev_far": "10.00", "eval_far": "40.00"}[ts]
+        assert rep.plots[f"relative_cer_vs_dropout_{ts}"].is_file()
+    assert "Relative CER (%) on dev_far" in (exp / "RESULTS.md").read_text(encoding="utf-8")
 
 
 def test_dropout_figure_draws_the_mean_over_seeds(tmp_path):

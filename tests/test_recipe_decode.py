@@ -257,3 +257,14 @@ def test_claims_take_the_study_relative_cer_at_test_rates_0_and_1(tmp_path):
     assert sorted((d, Path(f).parent.name) for d, _, f in sims) == [("0.1", "rep_similarity_eval_far"),
                                                                     ("0.3", "rep_similarity_eval_far")]
     assert not list(exp.glob("*/rep_similarity_dev_far")) and "similarity_rises" in claims
+    # dev gets its own claims (to set beside eval's): dev's decodes, no babble, no similarity
+    dev = {c["name"]: c for c in json.loads((exp / "claims_dev_far.json").read_text())}
+    dev_rows = [line.split("\t") for line in (exp / "claims_inputs_dev_far" / "decodes.tsv").read_text().splitlines()]
+    assert dev_rows and all("/dev_far" in d and "babble" not in c for _, _, c, d in dev_rows)
+    assert {Path(hyp).parent.name for *_, hyp in (line.split("\t") for line in
+            (exp / "claims_inputs_dev_far" / "relative.tsv").read_text().splitlines())} == \
+        {"dev_far_miss0_random", "dev_far_miss1.0_random"}
+    assert "relative_cer_falls" in dev and "similarity_rises" not in dev
+    assert not any(n.startswith("av6_best_babble") for n in dev)
+    assert any(n.startswith("av6_best_babble") for n in claims)
+    assert "relative CER" in (exp / "CLAIMS_dev_far.md").read_text(encoding="utf-8")

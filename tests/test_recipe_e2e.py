@@ -110,7 +110,7 @@ def test_recipe_end_to_end(tmp_path):
         assert "1epoch results" in (work / "exp" / model / "train.log").read_text(encoding="utf-8"), model
     study = model_meta("AVd0.5")
     assert (study["study"], study["train_dropout"], study["train_dropout_prob"], study["init"]) == ("dropout", 0.5, 1.0, "A0")
-    for png in ("dropout_cer_vs_missing_eval_far_random_zeros.png", "relative_cer_vs_dropout.png"):
+    for png in ("dropout_cer_vs_missing_eval_far_random_zeros.png", "relative_cer_vs_dropout_eval_far.png"):
         assert (work / "exp" / "plots" / png).stat().st_size > 1000, png
     results = (work / "exp" / "RESULTS.md").read_text(encoding="utf-8")
     assert re.search(r"^\|\s*A0\s*\|", results, re.M), results

@@ -307,12 +307,17 @@ class ReportBuilder:
     def audio_only(self, model: str) -> bool:
         return is_audio_only(self.model_meta[model])
 
-    def relative_bars(self) -> Tuple["OrderedDict[str, Dict[str, float]]", int]:
-        """``{test missing rate: {training dropout: relative CER}}`` for the figure, each bar the
-        mean over the seeds of that study rate (one bar per rate, as in the paper; another AV
-        model keeps its own bar), and the most seeds a bar averages."""
+    def relative_test_sets(self) -> List[str]:
+        """The test sets with relative-CER scores (dev and eval are never averaged together)."""
+        return sorted({r.test_set for r in self.rel.values()}, key=self._test_set_order)
+
+    def relative_bars(self, test_set: str) -> Tuple["OrderedDict[str, Dict[str, float]]", int]:
+        """``{test missing rate: {training dropout: relative CER}}`` on one test set for the figure,
+        each bar the mean over the seeds of that study rate (one bar per rate, as in the paper;
+        another AV model keeps its own bar), and the most seeds a bar averages."""
         acc: "OrderedDict[str, Dict[str, List[float]]]" = OrderedDict()
-        for r in sorted(self.rel.values(), key=lambda r: (-(r.rate or 0.0), self.dropout_of(r.model) or 0.0, _natural(r.model))):
+        recs = [r for r in self.rel.values() if r.test_set == test_set]
+        for r in sorted(recs, key=lambda r: (-(r.rate or 0.0), self.dropout_of(r.model) or 0.0, _natural(r.model))):
             d, facts = self.dropout_of(r.model), self.facts(r.model)
             study = facts.get("study") == "dropout" and d is not None
             label = f"{d:g}" if study else str(facts.get("base") or r.model)  # a table model: its name
@@ -489,8 +494,8 @@ class ReportBuilder:
                    and self.dropout_of(m) == 0.0), None)
         return a, av
 
-    def relative_table(self) -> Optional[Table]:
-        recs = list(self.rel.values())
+    def relative_table(self, test_set: str) -> Optional[Table]:
+        recs = [r for r in self.rel.values() if r.test_set == test_set]
         if not recs:
             return None
         rates = sorted({r.rate or 0.0 for r in recs})
@@ -505,7 +510,7 @@ class ReportBuilder:
             for m in ordered
         ]
         return Table(
-            title="Relative CER (%): AVSR hypotheses scored against the audio-only model's hypotheses",
+            title=f"Relative CER (%) on {test_set}: AVSR hypotheses scored against the audio-only model's hypotheses",
             header=["model", "train dropout"] + [f"test missing {fmt_rate(r)}" for r in rates],
             rows=rows,
             note="Lower = closer to the audio-only recogniser (the paper's modality-bias evidence).",
@@ -638,14 +643,14 @@ class ReportBuilder:
                                xlabel="fraction of missing video frames (test)", ylabel="CER (%)",
                                title=f"training dropout rates, {ts}" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""),
                                hlines=hlines, xticks=rates)
-        rt = self.relative_table()
-        if rt is not None:
-            rep.tables["relative_cer"] = rt
-            bars, seeds = self.relative_bars()
+        for ts in self.relative_test_sets():
+            rep.tables[f"relative_cer/{ts}"] = self.relative_table(ts)
+            bars, seeds = self.relative_bars(ts)
             if pd is not None:
-                self._plot("relative_cer_vs_dropout", plots.grouped_bars, bars, pd / "relative_cer_vs_dropout.png",
+                self._plot(f"relative_cer_vs_dropout_{ts}", plots.grouped_bars, bars,
+                           pd / f"relative_cer_vs_dropout_{_safe(ts)}.png",
                            ylabel="relative CER (%)", xlabel="training dropout rate (bars)",
-                           title="AVSR vs ASR hypotheses" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
+                           title=f"AVSR vs ASR hypotheses, {ts}" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
         st = self.similarity_table()
         if st is not None:
             rep.tables["similarity"] = st

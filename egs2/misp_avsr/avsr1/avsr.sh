@@ -926,10 +926,12 @@ ref_of() {
         echo "${relative_ref}"
     fi
 }
-# write_claims: the paper's claims on the last test set (eval), from the current decodes only,
-# every seed pooled (espnet_avsr.eval.claims; rule and intervals there) -> CLAIMS.md, claims.json.
+# write_claims <set> <suffix>: the paper's claims on one test set, from the current decodes only,
+# every seed pooled (espnet_avsr.eval.claims; rule and intervals there) -> CLAIMS<suffix>.md,
+# claims<suffix>.json, inputs under claims_inputs<suffix>. The claims set (eval) has no suffix; every
+# other test set (dev) gets "_<set>", so a reader can see whether dev and eval agree.
 write_claims() {
-    local set="${claims_test_set:-${test_sets##* }}" in="${expdir}/claims_inputs" name base seed test rate dir cond
+    local set="$1" in="${expdir}/claims_inputs$2" name base seed test rate dir cond
     mkdir -p "${in}"
     : > "${in}/decodes.tsv"; : > "${in}/relative.tsv"; : > "${in}/similarity.tsv"
     for name in "${names[@]}"; do
@@ -967,15 +969,17 @@ write_claims() {
             [ -f "${sim}" ] && printf '%s\t%s\t%s\n' "${study_rate[${name}]}" "${seed}" "${sim}" >> "${in}/similarity.tsv"
         fi
     done
+    local snrs="" x   # the babble claims only on a set that has babble copies
+    for x in $(noise_sets); do if [ "${noise_src[${x}]}" = "${set}" ]; then snrs="${test_snrs}"; fi; done
     if [ ! -s "${in}/decodes.tsv" ]; then
         log_msg "claims: no decode of ${set} yet, skipped"
         return 0
     fi
     "${python}" -m espnet_avsr.bin.make_claims --decodes "${in}/decodes.tsv" --relative "${in}/relative.tsv" \
-        --similarity "${in}/similarity.tsv" --babble_snrs "${test_snrs}" \
-        --out_json "${expdir}/claims.json" --out_md "${expdir}/CLAIMS.md" > "${in}/make_claims.log" 2>&1 \
+        --similarity "${in}/similarity.tsv" --babble_snrs "${snrs}" \
+        --out_json "${expdir}/claims$2.json" --out_md "${expdir}/CLAIMS$2.md" > "${in}/make_claims.log" 2>&1 \
         || die "make_claims failed, see ${in}/make_claims.log"
-    log_msg "claims (${set}, session-level intervals over every seed): ${expdir}/CLAIMS.md"
+    log_msg "claims (${set}, session-level intervals over every seed): ${expdir}/CLAIMS$2.md"
 }
 if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; then
     if [ -f "${MAIN_ROOT}/espnet_avsr/bin/relative_cer.py" ] && [[ " ${names[*]} " == *" ${relative_ref} "* ]]; then
@@ -1041,7 +1045,11 @@ if stage_begin 11 "modality-bias metrics and report -> ${expdir}/RESULTS.md"; th
     "${python}" -m espnet_avsr.bin.make_report --exp "${view}" --out "${expdir}/RESULTS.md" \
         --plots "${expdir}/plots" ${report_args}
     log_msg "report: ${expdir}/RESULTS.md"
-    write_claims
+    claims_set="${claims_test_set:-${test_sets##* }}"
+    for test in ${test_sets}; do
+        [ "${test}" = "${claims_set}" ] || write_claims "${test}" "_${test}"
+    done
+    write_claims "${claims_set}" ""
     stage_end
 fi
 
