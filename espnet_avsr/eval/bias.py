@@ -15,21 +15,20 @@ All functions here are pure: arrays in, arrays or numbers out.
 
 from __future__ import annotations
 
+import sys
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from espnet_avsr.eval.cer import CorpusScore, score_corpus
 
-try:  # torch is optional for the math
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
-
 ArrayLike = Union[np.ndarray, "torch.Tensor", Sequence]
 
 
 def _np(x: ArrayLike) -> np.ndarray:
+    # torch is not imported here: relative_cer and make_claims run once per decode in stage 11 and
+    # would pay its ~2 s import each time; a tensor passed in means torch is loaded already
+    torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
