@@ -19,5 +19,5 @@ setup(
     packages=find_packages(include=["espnet_avsr", "espnet_avsr.*"]),
     python_requires=">=3.10",
     install_requires=requirements,
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist"]},
 )

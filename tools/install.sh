@@ -14,7 +14,7 @@
 # What it installs: Debian espeak-ng (speech for the synthetic corpus) and sctk (NIST sclite,
 # ESPnet's scorer: score_cer writes ESPnet's result.txt with it); a virtualenv at
 # tools/venv with torch 2.11.0, torchaudio 2.11.0, espnet 202511 and the field libraries
-# in requirements.txt; this package in editable mode; pytest.
+# in requirements.txt; this package in editable mode; pytest (with pytest-timeout and pytest-xdist).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -139,7 +139,7 @@ if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${want}" ]; then
 else
   log "installing Python packages into tools/venv (first time: a few minutes, ~5 GB)"
   "${venv}/bin/pip" install -q --upgrade "pip<25" wheel
-  "${venv}/bin/pip" install -q -r "${root}/requirements.txt" pytest pytest-timeout
+  "${venv}/bin/pip" install -q -r "${root}/requirements.txt" pytest pytest-timeout pytest-xdist
   "${venv}/bin/pip" install -q --no-deps -e "${root}"
   "${venv}/bin/python" -c "import espnet, torch, torchaudio, espnet_avsr; print('[install] espnet', espnet.__version__, 'torch', torch.__version__)"
   echo "${want}" > "${stamp}"
