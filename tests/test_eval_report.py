@@ -1,6 +1,7 @@
 """Reports from a fixture decode tree: paper-layout tables, noise table, dropout study, PNGs."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -418,3 +419,27 @@ def test_a_model_without_meta_json_stops_the_report_naming_it(tmp_path):
     r = subprocess.run([sys.executable, "-m", "espnet_avsr.bin.make_report", "--exp", str(exp), "--plots", "none"],
                        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
     assert r.returncode == 1 and f"{exp / 'AV0' / 'meta.json'}: missing" in r.stderr
+
+
+def test_a_figure_no_longer_drawn_is_removed_and_other_files_are_kept(tmp_path):
+    """The report deletes the figures its earlier run wrote and this run does not (e.g. one
+    renamed per test set), and nothing else in plots/."""
+    exp, plots_dir = tmp_path / "exp", tmp_path / "exp" / "plots"
+    _model(exp, "A0", kind="asr")
+    for m, seed in (("AVd0.1", 0), ("AVd0.3", 0)):
+        _model(exp, m, study="dropout", train_dropout=float(m[3:]), train_dropout_prob=1.0, init="A0", seed=seed, base=m)
+        _relative(exp, f"{m}/relative_miss1.0", 20.0, m, 1.0)
+    first = make_report(exp, exp / "RESULTS.md", plots_dir)
+    drawn = first.plots["relative_cer_vs_dropout_eval_far"]
+    mine = plots_dir / "my_notes.png"
+    mine.write_bytes(b"x")
+    stale = plots_dir / "relative_cer_vs_dropout.png"  # as an older report named it
+    stale.write_bytes(b"x")
+    (plots_dir / ".report_plots").write_text((plots_dir / ".report_plots").read_text() + stale.name + "\n")
+    for m in ("AVd0.1", "AVd0.3"):  # the relative CER goes: its figure is not drawn any more
+        shutil.rmtree(exp / m / "relative_miss1.0")
+    _result(exp, "A0/d", 25.0, "A0")
+    second = make_report(exp, exp / "RESULTS.md", plots_dir)
+    assert "relative_cer_vs_dropout_eval_far" not in second.plots
+    assert not drawn.exists() and not stale.exists() and mine.exists()
+    assert (plots_dir / ".report_plots").read_text().split() == sorted(p.name for p in second.plots.values())

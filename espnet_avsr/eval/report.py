@@ -726,5 +726,26 @@ def make_report(exp: PathLike, out_md: PathLike, plots_dir: Optional[PathLike] =
     from espnet_avsr.common.fileio import atomic_write_text
 
     atomic_write_text(out_md, rep.markdown)
+    if plots_dir is not None:
+        _forget_old_plots(Path(plots_dir), rep.plots.values())
     log.info("wrote %s: %d tables, %d figures, %d notes", out_md, len(rep.tables), len(rep.plots), len(rep.notes))
     return rep
+
+
+PLOTS_MANIFEST = ".report_plots"
+
+
+def _forget_old_plots(plots_dir: Path, written) -> None:
+    """Delete the figures an earlier report wrote and this one did not (a renamed or no longer
+    drawn figure would otherwise sit in plots/ looking current). Only files listed in the
+    folder's manifest of report-written figures are touched; the manifest then lists this run's."""
+    from espnet_avsr.common.fileio import atomic_write_text
+
+    manifest = plots_dir / PLOTS_MANIFEST
+    now = sorted({Path(p).name for p in written})
+    if manifest.is_file():
+        for name in manifest.read_text(encoding="utf-8").split():
+            if name not in now and "/" not in name and name.endswith(".png"):
+                (plots_dir / name).unlink(missing_ok=True)
+    if plots_dir.is_dir():
+        atomic_write_text(manifest, "".join(f"{n}\n" for n in now))
