@@ -311,13 +311,16 @@ class ReportBuilder:
         """The test sets with relative-CER scores (dev and eval are never averaged together)."""
         return sorted({r.test_set for r in self.rel.values()}, key=self._test_set_order)
 
+    def relative_records(self, test_set: str) -> List:
+        """The relative-CER scores of one test set."""
+        return [r for r in self.rel.values() if r.test_set == test_set]
+
     def relative_bars(self, test_set: str) -> Tuple["OrderedDict[str, Dict[str, float]]", int]:
         """``{test missing rate: {training dropout: relative CER}}`` on one test set for the figure,
         each bar the mean over the seeds of that study rate (one bar per rate, as in the paper;
         another AV model keeps its own bar), and the most seeds a bar averages."""
         acc: "OrderedDict[str, Dict[str, List[float]]]" = OrderedDict()
-        recs = [r for r in self.rel.values() if r.test_set == test_set]
-        for r in sorted(recs, key=lambda r: (-(r.rate or 0.0), self.dropout_of(r.model) or 0.0, _natural(r.model))):
+        for r in sorted(self.relative_records(test_set), key=lambda r: (-(r.rate or 0.0), self.dropout_of(r.model) or 0.0, _natural(r.model))):
             d, facts = self.dropout_of(r.model), self.facts(r.model)
             study = facts.get("study") == "dropout" and d is not None
             label = f"{d:g}" if study else str(facts.get("base") or r.model)  # a table model: its name
@@ -495,7 +498,7 @@ class ReportBuilder:
         return a, av
 
     def relative_table(self, test_set: str) -> Optional[Table]:
-        recs = [r for r in self.rel.values() if r.test_set == test_set]
+        recs = self.relative_records(test_set)
         if not recs:
             return None
         rates = sorted({r.rate or 0.0 for r in recs})
