@@ -3,10 +3,12 @@
 # Decodes A0 / A0_s1 (exp_l7, beam, the recipe's decode config) on eval_far with babble varied
 # along one axis at a time: SNR (6 talkers: 5/0/-5 exist; here 10, 20) and talker count at 0 dB
 # (6 exist; here 24 and 48 talkers from a 48-voice bank). Resumable (mix and decode skip done work).
+# Run from anywhere; it works in the recipe folder (exp_l7, dump_l7 of the benchmark) and writes
+# under PROBE_DIR (default exp_l7/babble_probe; the recorded run used a folder outside the repo).
 set -euo pipefail
-cd /work/main/egs2/misp_avsr/avsr1
-py=/work/main/tools/venv/bin/python
-P=/work/runs/babble_probe
+cd "$(dirname "$0")/../.."
+py="$(pwd)/../../../tools/venv/bin/python"
+P="${PROBE_DIR:-exp_l7/babble_probe}"
 [ -f $P/bank48/.complete ] || $py -m espnet_avsr.bin.make_babble_bank --out $P/bank48 --seed 0 --talkers 48 --utts_per_talker 2
 mix() {  # mix <name> <snr> <talkers> <bank>
   [ -f $P/dump/$1/set.json ] || $py -m espnet_avsr.bin.mix_noise --data dump_l7/raw/eval_far --out $P/dump/$1 \
